@@ -1,0 +1,20 @@
+"""Evaluate a checkpoint: ``python evaluate.py ckpt_path=<file|last> [data=...]``."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("NEUROCORR_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from neurocorr import run  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    return run.cli(run.evaluate)(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Callbacks of the training spine."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+
+
+def _loss_of(outputs: Any) -> torch.Tensor | None:
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping) and isinstance(outputs.get("loss"), torch.Tensor):
+        return outputs["loss"]
+    return None
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stop training when the loss became NaN or infinite, and remember that it did.
+
+    The check accumulates on the device and reads the flag once per epoch, so the training
+    step never waits on the host. ``run.train`` then marks the run as failed and returns NaN,
+    so a sweep reports the trial as failed and goes on.
+    """
+
+    def __init__(self) -> None:
+        self.failed = False
+        self._bad: torch.Tensor | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._bad = torch.zeros((), dtype=torch.bool, device=pl_module.device)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = _loss_of(outputs)
+        if loss is not None and self._bad is not None:
+            self._bad |= ~torch.isfinite(loss.detach()).all()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._bad is not None and bool(trainer.strategy.reduce_boolean_decision(bool(self._bad), all=False)):
+            self.failed = True
+            trainer.should_stop = True
+            pl_module.print(f"Stopping: the training loss became non-finite in epoch {trainer.current_epoch}.")

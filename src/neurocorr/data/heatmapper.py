@@ -1,0 +1,151 @@
+"""Gauge keypoint data for the heatmapper: Label Studio exports (real or synthetic).
+
+Two ways to point at data:
+- ``root`` holding ``{train,val,test}/export.json`` (what ``python -m neurocorr.data.synthetic.gauges``
+  writes), or
+- ``annotations=<one Label Studio export.json>`` (a user's export), split into train/val/test by a
+  seeded shuffle with ``fractions``; images are found under ``image_root`` (default: the export's folder).
+
+A batch is a dict: ``image`` (B, 3, S, S) uint8, ``points`` (B, N, 2) float (x, y) px in the resized
+image, ``labels`` (B, N) long class index, -1 for padding. Heatmaps are rendered on the device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from neurocorr.data.formats.image import read_image
+from neurocorr.data.formats.label_studio import KeypointTask, read_label_studio
+from neurocorr.data.samplers import EpochSeededRandomSampler
+from neurocorr.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+class GaugeKeypoints(Dataset):
+    """Images resized to ``image_size`` x ``image_size`` with their keypoints moved accordingly.
+
+    Label Studio stores percentages, so points are scaled by ``image_size / original size``
+    whatever the size of the file on disk. ``cache`` keeps the resized uint8 images in memory.
+    """
+
+    def __init__(self, tasks: list[KeypointTask], image_size: int, cache: bool = True) -> None:
+        self.tasks, self.image_size, self.cache = tasks, image_size, cache
+        self._images: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def _image(self, index: int) -> torch.Tensor:
+        if index in self._images:
+            return self._images[index]
+        task = self.tasks[index]
+        try:
+            image = read_image(task.image, "RGB")
+        except DataError as err:
+            raise DataError(f"task {task.task_id}: {err}") from err
+        s = self.image_size
+        if image.shape[-2:] != (s, s):
+            image = F.interpolate(image.unsqueeze(0).float(), size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+            image = image[0].round().clamp(0, 255).to(torch.uint8)
+        if self.cache:
+            self._images[index] = image
+        return image
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        task = self.tasks[index]
+        scale = torch.tensor([self.image_size / task.width, self.image_size / task.height])
+        points = (torch.from_numpy(task.points).float() + 0.5) * scale - 0.5
+        return {"image": self._image(index), "points": points, "labels": torch.from_numpy(task.labels).long()}
+
+
+def collate_keypoints(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack images; pad points with zeros and labels with -1 to the most points in the batch."""
+    n = max(1, max(item["points"].shape[0] for item in items))
+    points = torch.zeros(len(items), n, 2)
+    labels = torch.full((len(items), n), -1, dtype=torch.long)
+    for i, item in enumerate(items):
+        m = item["points"].shape[0]
+        points[i, :m], labels[i, :m] = item["points"], item["labels"]
+    return {"image": torch.stack([item["image"] for item in items]), "points": points, "labels": labels}
+
+
+def how_to_make(root: Path) -> str:
+    return (f"make synthetic gauges with: python -m neurocorr.data.synthetic.gauges {root} "
+            "(add --size 128 for the CPU experiment), or pass data.annotations=<Label Studio export.json>")
+
+
+class GaugesDataModule(pl.LightningDataModule):
+    """Gauge images with start/middle/end keypoints (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        annotations: Optional[str] = None,
+        image_root: Optional[str] = None,
+        image_size: int = 448,
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        cache: bool = True,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        if image_size < 8:
+            raise ConfigError(f"data.image_size must be >= 8, got {image_size}")
+        if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+            raise ConfigError(f"data.fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
+        self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
+        self.class_names = ["start", "middle", "end"]
+        if annotations:
+            tasks = read_label_studio(annotations, image_root)
+            order = torch.randperm(len(tasks), generator=torch.Generator().manual_seed(seed)).tolist()
+            n_train = int(round(fractions[0] * len(tasks)))
+            n_val = int(round(fractions[1] * len(tasks)))
+            cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+            split_tasks = {s: [tasks[i] for i in cuts[s]] for s in SPLITS}
+            if not split_tasks["train"]:
+                raise DataError(f"Label Studio export {annotations}: {len(tasks)} annotated tasks leave none for training")
+            source = str(annotations)
+        else:
+            if not root:
+                raise ConfigError("data.root or data.annotations must be set")
+            base = Path(root)
+            if not (base / "train" / "export.json").is_file():
+                raise DataError(f"gauge data not found at {base} (no train/export.json); " + how_to_make(base))
+            split_tasks = {}
+            for s in SPLITS:
+                path = base / s / "export.json"
+                split_tasks[s] = read_label_studio(path, image_root) if path.is_file() else []
+            source = str(base)
+        for s in ("val", "test"):
+            if not split_tasks[s]:
+                raise DataError(f"gauge data {source}: the {s} split is empty")
+        self.datasets = {s: GaugeKeypoints(split_tasks[s], image_size, cache) for s in SPLITS}
+
+    def _loader(self, split: str) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = EpochSeededRandomSampler(len(dataset), self.seed) if split == "train" else None
+        return DataLoader(
+            dataset, batch_size=self.batch_size, sampler=sampler, shuffle=False, num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
+            collate_fn=collate_keypoints, drop_last=split == "train" and len(dataset) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

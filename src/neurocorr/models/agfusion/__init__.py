@@ -1,0 +1,1 @@
+"""AGFusion: siamese same-figure classifier with a mutual attention gate."""

@@ -1,0 +1,142 @@
+"""AGFusion LightningModule: BCE on the logit, F1 / ROC-AUC / accuracy per split, figures."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import kornia.augmentation as K
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryConfusionMatrix, BinaryF1Score, BinaryROC
+
+from neurocorr.models.agfusion.figures import plot_attention_pairs
+from neurocorr.models.agfusion.torch_model import AGFusionNet, AGFusionOutput
+from neurocorr.models.base import NeurocorrModule
+from neurocorr.viz.plots import plot_confusion_matrix, plot_embeddings, plot_roc
+
+
+def pair_metrics(prefix: str) -> MetricCollection:
+    return MetricCollection({"f1": BinaryF1Score(), "auroc": BinaryAUROC(), "acc": BinaryAccuracy()}, prefix=prefix)
+
+
+class AGFusionModule(NeurocorrModule):
+    """Trains :class:`AGFusionNet` on batches of pairs (see ``neurocorr.data.agfusion``).
+
+    Args:
+        net: the network.
+        loss: a loss on (logit, label), BCEWithLogitsLoss by default.
+        augment: random flips and 90-degree rotations of each image, batched on the device.
+        class_names: names of the classes for figures (taken from the data module when it has them).
+        max_figure_samples: embeddings kept at test time for the projection figure.
+        **base: optimizer, scheduler, monitor... (see NeurocorrModule).
+    """
+
+    def __init__(
+        self,
+        net: AGFusionNet,
+        loss: Optional[nn.Module] = None,
+        augment: bool = True,
+        class_names: Optional[list[str]] = None,
+        max_figure_samples: int = 2000,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        self.net = net
+        self.loss_fn = loss if loss is not None else nn.BCEWithLogitsLoss()
+        self.augment = (
+            K.AugmentationSequential(K.RandomHorizontalFlip(), K.RandomVerticalFlip(), K.RandomRotation90(times=(0, 3), p=0.5))
+            if augment else None
+        )
+        self.class_names = class_names
+        self.max_figure_samples = max_figure_samples
+        self.train_metrics = pair_metrics("train/")
+        self.val_metrics = pair_metrics("val/")
+        self.test_metrics = pair_metrics("test/")
+        self.test_roc = BinaryROC(thresholds=200)
+        self.test_confusion = BinaryConfusionMatrix()
+        self._kept: dict[str, list[torch.Tensor]] = {}
+
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> AGFusionOutput:
+        return self.net(image_a, image_b)
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """uint8 -> float in [0, 1]; random augmentation on the device while training."""
+        batch = dict(batch)
+        augment = self.augment is not None and self._trainer is not None and self.trainer.training
+        with self.step_rng():
+            for key in ("image_a", "image_b"):
+                image = batch[key].float().div_(255.0)
+                if augment:
+                    image = self.augment(image)
+                batch[key] = image.contiguous(memory_format=torch.channels_last) if image.is_cuda else image
+        return batch
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AGFusionOutput]:
+        out = self.net(batch["image_a"], batch["image_b"])
+        return self.loss_fn(out.logit, batch["label"].float()), out
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, out = self._step(batch)
+        self.train_metrics.update(out.logit.detach().sigmoid(), batch["label"].long())
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, out = self._step(batch)
+        self.val_metrics.update(out.logit.sigmoid(), batch["label"].long())
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, out = self._step(batch)
+        probability, label = out.logit.sigmoid(), batch["label"].long()
+        self.test_metrics.update(probability, label)
+        self.test_roc.update(probability, label)
+        self.test_confusion.update(probability, label)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+        self._keep(batch, out, probability)
+
+    def on_test_epoch_start(self) -> None:
+        self._kept = {}
+
+    def _keep(self, batch: dict[str, torch.Tensor], out: AGFusionOutput, probability: torch.Tensor) -> None:
+        kept = sum(t.shape[0] for t in self._kept.get("embedding", []))
+        if kept >= self.max_figure_samples:
+            return
+        take = {
+            "embedding": torch.cat([out.embedding_a, out.embedding_b]),
+            "class": torch.cat([batch["class_a"], batch["class_b"]]),
+        }
+        if not self._kept:  # the first pairs, for the attention figure
+            n = min(6, batch["image_a"].shape[0])
+            take.update(image_a=batch["image_a"][:n], image_b=batch["image_b"][:n], attention_a=out.attention_a[:n],
+                        attention_b=out.attention_b[:n], probability=probability[:n], label=batch["label"][:n])
+        for key, value in take.items():
+            self._kept.setdefault(key, []).append(value.detach().cpu())
+
+    def on_test_epoch_end(self) -> None:
+        if not self.trainer.is_global_zero or not self._kept or self.trainer.sanity_checking:
+            return
+        names = self.class_names or getattr(self.trainer.datamodule, "class_names", None)
+        kept = {k: torch.cat(v) for k, v in self._kept.items()}
+        n_classes = int(kept["class"].max()) + 1
+        names = list(names) if names else [str(k) for k in range(n_classes)]
+        fpr, tpr, _ = self.test_roc.compute()
+        auc = float(self.test_metrics["auroc"].compute()) if self.test_metrics["auroc"].update_count else float("nan")
+        self.log_figure(plot_roc(fpr, tpr, auc), "roc_curve")
+        self.log_figure(plot_confusion_matrix(self.test_confusion.compute(), ["different", "same"]), "confusion_matrix")
+        self.log_figure(plot_embeddings(kept["embedding"], kept["class"], names), "embeddings_pca")
+        self.log_figure(
+            plot_attention_pairs(kept["image_a"], kept["image_b"], kept["attention_a"], kept["attention_b"],
+                                 kept["probability"], kept["label"]),
+            "attention_maps",
+        )
+        self.test_roc.reset()
+        self.test_confusion.reset()
+        self._kept = {}

@@ -1,0 +1,73 @@
+"""AGFusion network: tensors in, tensors out."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurocorr.models.agfusion.attention_gate import MutualAttentionGate
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class AGFusionOutput(NamedTuple):
+    """logit (B,); similarity (B,) cosine in [-1, 1]; embedding_a/b (B, D) L2-normalised;
+    attention_a/b (B, 1, h, w) in [0, 1] at the backbone's resolution."""
+
+    logit: torch.Tensor
+    similarity: torch.Tensor
+    embedding_a: torch.Tensor
+    embedding_b: torch.Tensor
+    attention_a: torch.Tensor
+    attention_b: torch.Tensor
+
+
+class AGFusionNet(nn.Module):
+    """Siamese classifier.
+
+    Shared backbone per branch (ResNet50 stem+layer1, 256 channels) -> mutual attention gate ->
+    global average pooling -> projection 256->128 -> cosine similarity -> classifier -> logit.
+
+    Args:
+        backbone: module mapping ``(B, 3, H, W)`` normalised images to ``(B, C, h, w)``; must have
+            ``out_channels``.
+        embedding_dim: size of the projection (128).
+        gate_reduction: channel reduction inside the gate.
+    Input: two ``(B, 3, H, W)`` float images in [0, 1].
+    """
+
+    def __init__(self, backbone: nn.Module, embedding_dim: int = 128, gate_reduction: int = 8) -> None:
+        super().__init__()
+        channels = int(getattr(backbone, "out_channels"))
+        self.backbone = backbone
+        self.gate = MutualAttentionGate(channels, gate_reduction)
+        self.projection = nn.Sequential(
+            nn.Linear(channels, channels), nn.BatchNorm1d(channels), nn.ReLU(inplace=True), nn.Linear(channels, embedding_dim)
+        )
+        self.classifier = nn.Linear(1, 1)  # calibrates the cosine into a logit
+        nn.init.constant_(self.classifier.weight, 5.0)
+        nn.init.zeros_(self.classifier.bias)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def embed_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features of ``(B, 3, H, W)`` images in [0, 1]: ``(B, C, h, w)``."""
+        return self.backbone((images - self.mean) / self.std)
+
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> AGFusionOutput:
+        if image_a.shape != image_b.shape or image_a.dim() != 4 or image_a.shape[1] != 3:
+            raise ValueError(f"expected two (B, 3, H, W) images, got {tuple(image_a.shape)} and {tuple(image_b.shape)}")
+        b = image_a.shape[0]
+        features = self.embed_features(torch.cat([image_a, image_b], 0))  # one backbone pass for both
+        f_a, f_b = features[:b], features[b:]
+        g_a, g_b, att_a, att_b = self.gate(f_a, f_b)
+        pooled = torch.cat([g_a, g_b], 0).mean(dim=(2, 3))
+        embeddings = F.normalize(self.projection(pooled), dim=1)
+        e_a, e_b = embeddings[:b], embeddings[b:]
+        similarity = (e_a * e_b).sum(1)
+        logit = self.classifier(similarity.unsqueeze(1)).squeeze(1)
+        return AGFusionOutput(logit, similarity, e_a, e_b, att_a, att_b)

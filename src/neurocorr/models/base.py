@@ -1,0 +1,100 @@
+"""The LightningModule base that every family builds on: optimiser and scheduler from
+Hydra partials, the run folder, figures saved and logged to MLflow."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+
+from neurocorr.errors import ConfigError
+from neurocorr.viz.artifacts import log_artifact, save_figure
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class NeurocorrModule(pl.LightningModule):
+    """Base module.
+
+    Args:
+        optimizer: partial optimiser (``_partial_: true``), called with the trainable params.
+        scheduler: partial LR scheduler called with the optimiser, or ``None``.
+        scheduler_interval: ``epoch`` or ``step``.
+        monitor: the metric that picks the best checkpoint and that ``run.train`` returns.
+        monitor_mode: ``max`` or ``min``.
+    """
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        scheduler: Optional[SchedulerFactory] = None,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val/loss",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__()
+        if monitor_mode not in ("min", "max"):
+            raise ConfigError(f"model.monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ConfigError(f"model.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        # Set by neurocorr.run: the resolved model config, stored in checkpoints so that
+        # evaluate.py rebuilds the same module from the checkpoint alone.
+        self.model_config: Optional[dict[str, Any]] = None
+        # seed_everything (run.train) sets PL_GLOBAL_SEED before the model is built
+        self.rng_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    @contextmanager
+    def step_rng(self) -> Iterator[None]:
+        """Random numbers drawn inside come from a generator seeded by (run seed, global step):
+        fresh randomness in every batch, and a resumed run draws exactly what an uninterrupted
+        run would have. The global RNG state is restored afterwards."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.rng_seed * 1_000_003 + int(self.global_step))
+            yield
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "monitor": self.monitor,
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.model_config is not None:
+            checkpoint["neurocorr_model_config"] = self.model_config
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's output folder (the trainer's ``default_root_dir``)."""
+        return Path(self.trainer.default_root_dir) if self._trainer is not None else Path.cwd()
+
+    def log_figure(self, fig: plt.Figure, name: str) -> Path:
+        """Save ``fig`` as ``<run_dir>/figures/<name>.png`` and log it to MLflow."""
+        path = save_figure(fig, self.run_dir / "figures" / f"{name}.png")
+        self.log_file(path, "figures")
+        return path
+
+    def log_file(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        """Log an existing file to MLflow (no-op without an MLflow logger)."""
+        if self._trainer is not None and self.trainer.is_global_zero:
+            log_artifact(self.loggers, path, artifact_path)

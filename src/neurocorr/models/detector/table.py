@@ -1,0 +1,54 @@
+"""The evaluation table: rows of (method, sequence, pair, metrics) -> per-sequence and average
+figures per method, printed as text and written as CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+METRICS = ("rep_300_3px", "rep_60_1px", "match_acc", "loc_err_300_3px", "n_matches")
+
+
+def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
+    """Mean of each metric per (method, sequence), then per method over all pairs (``sequence``
+    ``average``). NaNs (e.g. no repeated point) are left out of the means."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["method"], row["sequence"])].append(row)
+        groups[(row["method"], "average")].append(row)
+    out = []
+    for (method, sequence), members in groups.items():
+        entry = {"method": method, "sequence": sequence, "pairs": len(members)}
+        for m in metrics:
+            values = [float(r[m]) for r in members if m in r and not math.isnan(float(r[m]))]
+            entry[m] = sum(values) / len(values) if values else float("nan")
+        out.append(entry)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    out.sort(key=lambda e: (e["sequence"] == "average", e["sequence"], methods.index(e["method"])))
+    return out
+
+
+def format_table(summary: Sequence[dict], metrics: Sequence[str] = METRICS) -> str:
+    """A fixed-width text table of :func:`summarise`'s output."""
+    header = ["sequence", "method", "pairs", *metrics]
+    lines = [header] + [[e["sequence"], e["method"], str(e["pairs"])] + [f"{e[m]:.3f}" for m in metrics] for e in summary]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines]
+    text.insert(1, "-" * len(text[0]))
+    return "\n".join(text)
+
+
+def write_csv(summary: Sequence[dict], path: Path, metrics: Sequence[str] = METRICS,
+              keys: Sequence[str] = ("sequence", "method", "pairs")) -> Path:
+    """Write rows (``keys`` then ``metrics`` columns) as CSV through a temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*keys, *metrics], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(summary)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,172 @@
+"""Rotation-equivariant keypoint detector on the group C_N (e2cnn).
+
+Tensors in, tensors out. Pixel convention: pixel centres at integer coordinates, (x=col, y=row).
+
+Architecture, per level of an image pyramid (level l is the image resized by ``pyramid_scale**l``):
+three blocks ``R2Conv 5x5 -> InnerBatchNorm -> ReLU`` of ``layer_1/2/3`` regular fields, with an
+antialiased max pooling (stride 2) between blocks. Then
+
+- score head: group pooling of every block (rotation-invariant), bilinear upsampling to the input
+  size, concatenation over blocks and levels, 1x1 convs -> one score map in (0, 1);
+- orientation head: a 3x3 R2Conv from the last block to one regular field (N channels), upsampled
+  and summed over levels -> a softmax distribution over the N rotation bins per pixel;
+- descriptor features: a 1x1 conv of the same invariant features (the descriptor itself is a polar
+  sample of these around each keypoint, in its orientation; see ``descriptor.py``).
+
+Every operation is exactly equivariant to rotations by multiples of 90 degrees (for N divisible by
+4) for square inputs of any size: e2cnn filters, zero padding, centred resizing and the
+parity-aware pooling below all commute with ``torch.rot90``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from e2cnn import gspaces
+from e2cnn import nn as enn
+from torch import nn
+
+from neurocorr.errors import ConfigError
+
+
+class DetectorOutput(NamedTuple):
+    """score: ``(B, 1, H, W)`` in (0, 1); orientation: ``(B, N, H, W)`` probabilities over the N
+    bins (bin k = angle 2 pi k / N); features: ``(B, D, H, W)`` rotation-invariant descriptor features."""
+
+    score: torch.Tensor
+    orientation: torch.Tensor
+    features: torch.Tensor
+
+
+def _blur_stride2(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Blur-and-subsample by 2 along ``dim`` (2 = rows, 3 = cols), symmetric under flipping that
+    axis: odd length n -> kernel [1,2,1]/4 sampled at 0, 2, .., n-1; even n -> [1,3,3,1]/8 sampled
+    at the pair centres 0.5, 2.5, ..."""
+    n = x.shape[dim]
+    taps = [1.0, 2.0, 1.0] if n % 2 else [1.0, 3.0, 3.0, 1.0]
+    k = torch.tensor(taps, dtype=x.dtype, device=x.device)
+    k = k / k.sum()
+    c = x.shape[1]
+    one = (1, 1, len(taps), 1) if dim == 2 else (1, 1, 1, len(taps))
+    pad = (0, 0, 1, 1) if dim == 2 else (1, 1, 0, 0)
+    stride = (2, 1) if dim == 2 else (1, 2)
+    weight = k.view(one).expand(c, 1, *one[2:]).contiguous()
+    return F.conv2d(F.pad(x, pad), weight, stride=stride, groups=c)
+
+
+def antialiased_max_pool(x: torch.Tensor) -> torch.Tensor:
+    """Max pool 3x3 (stride 1) then blur-subsample by 2: ``(B, C, H, W)`` -> ``(B, C, ceil(H/2), ceil(W/2))``.
+    Pointwise over channels, so it keeps e2cnn regular fields equivariant."""
+    x = F.max_pool2d(x, 3, stride=1, padding=1)
+    return _blur_stride2(_blur_stride2(x, 2), 3)
+
+
+class EquivariantBlock(nn.Module):
+    """``R2Conv k x k -> InnerBatchNorm -> ReLU`` between field types."""
+
+    def __init__(self, in_type: enn.FieldType, out_type: enn.FieldType, kernel_size: int) -> None:
+        super().__init__()
+        self.body = enn.SequentialModule(
+            enn.R2Conv(in_type, out_type, kernel_size, padding=kernel_size // 2),
+            enn.InnerBatchNorm(out_type),
+            enn.ReLU(out_type, inplace=True),
+        )
+        self.out_type = out_type
+
+    def forward(self, x: enn.GeometricTensor) -> enn.GeometricTensor:
+        return self.body(x)
+
+
+class EquivariantDetector(nn.Module):
+    """Score, orientation and descriptor features from an image ``(B, in_channels, H, W)`` in [0, 1].
+
+    Args:
+        in_channels: 1 (grey) or 3 (RGB).
+        group_order: N of the rotation group C_N (divisible by 4 for exact 90-degree equivariance).
+        layer_1, layer_2, layer_3: regular fields (each N channels) per block.
+        kernel_size: R2Conv kernel size.
+        pyramid_levels: image pyramid levels (1 = the image alone).
+        pyramid_scale: size ratio between consecutive levels, in (0, 1).
+        head_hidden: channels of the hidden 1x1 conv of the score head (0 = a single 1x1 conv).
+        descriptor_channels: channels of the descriptor feature map.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        group_order: int = 8,
+        layer_1: int = 2,
+        layer_2: int = 3,
+        layer_3: int = 4,
+        kernel_size: int = 5,
+        pyramid_levels: int = 3,
+        pyramid_scale: float = 0.7071,
+        head_hidden: int = 16,
+        descriptor_channels: int = 8,
+    ) -> None:
+        super().__init__()
+        if group_order < 1:
+            raise ConfigError(f"model.net.group_order must be >= 1, got {group_order}")
+        if pyramid_levels < 1 or not 0 < pyramid_scale < 1:
+            raise ConfigError(f"model.net: pyramid_levels >= 1 and 0 < pyramid_scale < 1 needed, got "
+                              f"{pyramid_levels}, {pyramid_scale}")
+        self.group_order, self.in_channels = group_order, in_channels
+        self.pyramid_levels, self.pyramid_scale = pyramid_levels, pyramid_scale
+        gspace = gspaces.Rot2dOnR2(N=group_order)
+        self.in_type = enn.FieldType(gspace, in_channels * [gspace.trivial_repr])
+        types = [enn.FieldType(gspace, n * [gspace.regular_repr]) for n in (layer_1, layer_2, layer_3)]
+        self.block1 = EquivariantBlock(self.in_type, types[0], kernel_size)
+        self.block2 = EquivariantBlock(types[0], types[1], kernel_size)
+        self.block3 = EquivariantBlock(types[1], types[2], kernel_size)
+        self.pools = nn.ModuleList([enn.GroupPooling(t) for t in types])
+        self.orientation_conv = enn.R2Conv(types[2], enn.FieldType(gspace, [gspace.regular_repr]), 3, padding=1)
+        invariant = (layer_1 + layer_2 + layer_3) * pyramid_levels
+        if head_hidden > 0:
+            self.score_head = nn.Sequential(nn.Conv2d(invariant, head_hidden, 1), nn.ReLU(inplace=True),
+                                            nn.Conv2d(head_hidden, 1, 1))
+        else:
+            self.score_head = nn.Conv2d(invariant, 1, 1)
+        self.descriptor_head = nn.Conv2d(invariant, descriptor_channels, 1)
+
+    def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Sizes of the pyramid levels of an ``height x width`` image."""
+        return [(max(8, round(height * self.pyramid_scale**l)), max(8, round(width * self.pyramid_scale**l)))
+                for l in range(self.pyramid_levels)]
+
+    def forward(self, image: torch.Tensor) -> DetectorOutput:
+        if image.dim() != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
+        h, w = image.shape[-2:]
+        invariant, orientation = [], 0.0
+        for size in self.level_sizes(h, w):
+            level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                                                               antialias=True)
+            x = self.block1(enn.GeometricTensor(level, self.in_type))
+            feats = [x]
+            x = self.block2(enn.GeometricTensor(antialiased_max_pool(x.tensor), x.type))
+            feats.append(x)
+            x = self.block3(enn.GeometricTensor(antialiased_max_pool(x.tensor), x.type))
+            feats.append(x)
+            for pool, f in zip(self.pools, feats):
+                invariant.append(F.interpolate(pool(f).tensor, size=(h, w), mode="bilinear", align_corners=False))
+            ori = self.orientation_conv(x).tensor
+            orientation = orientation + F.interpolate(ori, size=(h, w), mode="bilinear", align_corners=False)
+        features = torch.cat(invariant, dim=1)
+        score = torch.sigmoid(self.score_head(features))
+        return DetectorOutput(score=score, orientation=torch.softmax(orientation, dim=1),
+                              features=self.descriptor_head(features))
+
+
+def orientation_angle(distribution: torch.Tensor) -> torch.Tensor:
+    """Circular mean of an orientation distribution ``(..., N)`` -> angle in radians ``(...)``.
+
+    Bin k stands for the angle ``-2 pi k / N`` in image coordinates (x right, y down): the sign is
+    such that ``torch.rot90(image)`` (counter-clockwise on screen, i.e. -90 degrees in image
+    coordinates) shifts the distribution by N/4 bins and lowers the angle by pi/2.
+    """
+    n = distribution.shape[-1]
+    theta = -2 * math.pi * torch.arange(n, device=distribution.device, dtype=distribution.dtype) / n
+    return torch.atan2((distribution * theta.sin()).sum(-1), (distribution * theta.cos()).sum(-1))

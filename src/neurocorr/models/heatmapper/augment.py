@@ -1,0 +1,64 @@
+"""Keypoint-aware augmentation, batched on the device: one random affine warp (rotation, scale,
+shift) per image, applied with kornia to the image and with the same matrix to its keypoints,
+then brightness and contrast jitter. Heatmaps are rendered afterwards from the moved points."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+from torch import nn
+
+
+def transform_points(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply ``matrix`` ``(B, 2, 3)`` to ``points`` ``(B, N, 2)`` (x, y) pixels."""
+    return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, :, 2].unsqueeze(1)
+
+
+def warp_with_points(
+    images: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Warp images ``(B, C, H, W)`` and points ``(B, N, 2)`` by ``matrix`` ``(B, 2, 3)`` (source ->
+    destination pixels, pixel centres at integer coordinates); points leaving the image get label -1."""
+    h, w = images.shape[-2:]
+    warped = warp_affine(images, matrix.to(images.dtype), (h, w), align_corners=True, padding_mode="zeros")
+    moved = transform_points(points, matrix.to(points.dtype))
+    inside = (moved[..., 0] >= -0.5) & (moved[..., 0] <= w - 0.5) & (moved[..., 1] >= -0.5) & (moved[..., 1] <= h - 0.5)
+    return warped, moved, torch.where(inside, labels, torch.full_like(labels, -1))
+
+
+class KeypointAugment(nn.Module):
+    """Random rotation in [-rotation, rotation] degrees, scale in ``scale``, shift up to
+    ``translate`` x size, brightness shift up to ``brightness`` and contrast factor in
+    [1 - contrast, 1 + contrast].
+
+    forward(images ``(B, 3, H, W)`` float in [0, 1], points ``(B, N, 2)``, labels ``(B, N)``)
+    -> the same three, transformed.
+    """
+
+    def __init__(self, rotation: float = 180.0, scale: Sequence[float] = (0.8, 1.2), translate: float = 0.1,
+                 brightness: float = 0.2, contrast: float = 0.2) -> None:
+        super().__init__()
+        self.rotation, self.scale, self.translate = float(rotation), tuple(float(s) for s in scale), float(translate)
+        self.brightness, self.contrast = float(brightness), float(contrast)
+
+    def sample_matrix(self, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+        angle = (torch.rand(b, device=device) * 2 - 1) * self.rotation
+        scale = self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(b, device=device)
+        centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=device).expand(b, 2)
+        matrix = get_rotation_matrix2d(centre, angle, scale.unsqueeze(1).expand(b, 2))
+        shift = (torch.rand(b, 2, device=device) * 2 - 1) * self.translate * torch.tensor([w, h], device=device)
+        return torch.cat([matrix[:, :, :2], (matrix[:, :, 2] + shift).unsqueeze(-1)], dim=2)
+
+    def forward(self, images: torch.Tensor, points: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if images.dim() != 4 or points.dim() != 3 or labels.shape != points.shape[:2]:
+            raise ValueError(f"expected images (B,C,H,W), points (B,N,2), labels (B,N); got {tuple(images.shape)}, "
+                             f"{tuple(points.shape)}, {tuple(labels.shape)}")
+        b, _, h, w = images.shape
+        images, points, labels = warp_with_points(images, points, labels, self.sample_matrix(b, h, w, images.device))
+        gain = 1 + (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.contrast
+        bias = (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.brightness
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        images = ((images - mean) * gain + mean + bias).clamp(0, 1)
+        return images, points, labels

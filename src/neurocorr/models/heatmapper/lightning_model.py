@@ -1,0 +1,174 @@
+"""Heatmapper LightningModule: augmentation and heatmap rendering on the device, BCE on logits,
+keypoint extraction, PCK / mean distance / unmatched share, figures."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from neurocorr.errors import ConfigError
+from neurocorr.models.base import NeurocorrModule
+from neurocorr.models.heatmapper.augment import KeypointAugment
+from neurocorr.models.heatmapper.figures import plot_keypoints
+from neurocorr.models.heatmapper.keypoints import Keypoints, extract_keypoints
+from neurocorr.models.heatmapper.loss import HeatmapBCELoss
+from neurocorr.models.heatmapper.metrics import KeypointMetrics
+from neurocorr.models.heatmapper.torch_model import HeatmapperNet
+from neurocorr.ops.heatmaps import render_gaussian_heatmaps
+
+Batch = dict[str, torch.Tensor]
+
+
+class HeatmapperModule(NeurocorrModule):
+    """Trains :class:`HeatmapperNet` on batches from ``neurocorr.data.heatmapper``.
+
+    Sizes given "at ``reference_size``" (sigma, metric threshold) scale with the input size, so
+    ``sigma: 8`` means 8 px on a 448 px image and 2.3 px on a 128 px image; metrics report
+    distances in pixels at ``reference_size``.
+
+    Args:
+        net: the network.
+        loss: heatmap loss on (logits, target heatmaps); BCE with logits by default.
+        class_names: one name per heatmap channel.
+        sigma: Gaussian sigma of the target heatmaps, px at ``reference_size``.
+        cutoff: heatmap support radius in sigmas.
+        reference_size: the image side the pixel sizes refer to.
+        augment: KeypointAugment options (dict) or None for no augmentation.
+        extraction: ``method`` (peaks | meanshift), ``max_points`` per class, and per method a dict
+            of its options (``peaks: {threshold, window}``, ``meanshift: {relative_threshold, ...}``).
+        pck_threshold: match distance for the metrics, px at ``reference_size``.
+        figure_samples: test images shown in the figure.
+        **base: optimizer, scheduler, monitor... (see NeurocorrModule).
+    """
+
+    def __init__(
+        self,
+        net: HeatmapperNet,
+        loss: Optional[nn.Module] = None,
+        class_names: Sequence[str] = ("start", "middle", "end"),
+        sigma: float = 8.0,
+        cutoff: float = 3.0,
+        reference_size: int = 448,
+        augment: Optional[Mapping[str, Any]] = None,
+        extraction: Optional[Mapping[str, Any]] = None,
+        pck_threshold: float = 10.0,
+        figure_samples: int = 8,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        self.net = net
+        self.loss_fn = loss if loss is not None else HeatmapBCELoss()
+        self.class_names = list(class_names)
+        if len(self.class_names) != net.num_classes:
+            raise ConfigError(f"model.class_names has {len(self.class_names)} names for {net.num_classes} heatmaps")
+        if sigma <= 0:
+            raise ConfigError(f"model.sigma must be > 0, got {sigma}")
+        self.sigma, self.cutoff, self.reference_size = float(sigma), float(cutoff), int(reference_size)
+        self.augment = KeypointAugment(**dict(augment)) if augment else None
+        options = dict(extraction or {})
+        self.method = str(options.pop("method", "peaks"))
+        self.max_points = list(options.pop("max_points", [1, 16, 1]))
+        if len(self.max_points) != net.num_classes:
+            raise ConfigError(f"model.extraction.max_points needs {net.num_classes} counts, got {self.max_points}")
+        if self.method not in ("peaks", "meanshift"):
+            raise ConfigError(f"model.extraction.method must be 'peaks' or 'meanshift', got {self.method!r}")
+        self.extraction_options = dict(options.get(self.method) or {})
+        self._default_bandwidth = self.method == "meanshift" and self.extraction_options.get("bandwidth", None) is None
+        extract_keypoints(torch.zeros(1, net.num_classes, 4, 4), self.method, self.max_points, **self.extraction_options)  # validate early
+        self.val_metrics = KeypointMetrics(net.num_classes, pck_threshold)
+        self.test_metrics = KeypointMetrics(net.num_classes, pck_threshold)
+        self.figure_samples = figure_samples
+        self._kept: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ data on the device
+
+    def scale(self, size: int) -> float:
+        """Input pixels -> pixels at ``reference_size``."""
+        return self.reference_size / float(size)
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        """uint8 -> float in [0, 1]; random keypoint-aware augmentation while training; target heatmaps."""
+        batch = dict(batch)
+        images = batch["image"].float().div_(255.0)
+        points, labels = batch["points"].float(), batch["labels"]
+        if self.augment is not None and self._trainer is not None and self.trainer.training:
+            images, points, labels = self.augment(images, points, labels)
+        h, w = images.shape[-2:]
+        batch["heatmaps"] = render_gaussian_heatmaps(
+            points, labels, self.net.num_classes, (h, w), self.sigma / self.scale(w), self.cutoff
+        )
+        batch.update(image=images, points=points, labels=labels)
+        return batch
+
+    # ------------------------------------------------------------------ steps
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def keypoints(self, logits: torch.Tensor) -> Keypoints:
+        """Keypoints ``(B, K, P, 2)`` in input pixels from heatmap logits ``(B, K, H, W)``."""
+        options = dict(self.extraction_options)
+        if self.method == "peaks":  # NMS on logits: no ties where probabilities saturate
+            return extract_keypoints(logits.float(), "peaks", self.max_points, logits=True, **options)
+        if self._default_bandwidth:  # mean-shift bandwidth: twice the target sigma at this input size
+            options["bandwidth"] = 2.0 * self.sigma / self.scale(logits.shape[-1])
+        return extract_keypoints(logits.float().sigmoid(), self.method, self.max_points, **options)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.loss_fn(self.net(batch["image"]), batch["heatmaps"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: Batch, metrics: KeypointMetrics, split: str) -> tuple[torch.Tensor, Keypoints]:
+        logits = self.net(batch["image"])
+        loss = self.loss_fn(logits, batch["heatmaps"])
+        probabilities = logits.float().sigmoid()
+        found = self.keypoints(logits)
+        s = self.scale(batch["image"].shape[-1])
+        metrics.update(found.xy * s, found.valid, batch["points"] * s, batch["labels"])
+        self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=split == "val", sync_dist=True)
+        return probabilities, found
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        probabilities, found = self._evaluate(batch, self.test_metrics, "test")
+        kept = self._kept.get("image")
+        if kept is None or kept.shape[0] < self.figure_samples:
+            n = self.figure_samples - (0 if kept is None else kept.shape[0])
+            take = {"image": batch["image"][:n], "heat": probabilities[:n], "xy": found.xy[:n], "valid": found.valid[:n],
+                    "points": batch["points"][:n], "labels": batch["labels"][:n]}
+            for key, value in take.items():
+                value = value.detach().cpu()
+                value = value.float() if value.is_floating_point() else value  # bf16 has no numpy
+                if key in ("points", "labels") and key in self._kept:  # pad to a common number of points
+                    old = self._kept[key]
+                    m = max(old.shape[1], value.shape[1])
+                    fill = -1 if key == "labels" else 0
+                    pad = lambda t: torch.cat([t, t.new_full((t.shape[0], m - t.shape[1], *t.shape[2:]), fill)], 1)  # noqa: E731
+                    old, value = pad(old), pad(value)
+                    self._kept[key] = old
+                self._kept[key] = value if key not in self._kept else torch.cat([self._kept[key], value])
+
+    def on_test_epoch_start(self) -> None:
+        self._kept = {}
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+        if self._kept and self.trainer.is_global_zero:
+            k = self._kept
+            fig = plot_keypoints(k["image"], k["heat"], k["xy"], k["valid"], k["points"], k["labels"], self.class_names)
+            self.log_figure(fig, "test_keypoints")
+        self._kept = {}
+
+    def _log_metrics(self, metrics: KeypointMetrics, split: str) -> None:
+        values = metrics.compute()
+        for name, value in values.items():
+            self.log(f"{split}/{name}", value, prog_bar=split == "val" and name.startswith("pck"))
+        metrics.reset()

@@ -1,0 +1,57 @@
+"""Cross-view retrieval losses on L2-normalised embeddings.
+
+Both take ``query (B, D)``, ``query_labels (B,)``, ``gallery (M, D)``, ``gallery_labels (M,)`` and
+return a scalar; queries without a positive or without a negative in the gallery are ignored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BatchHardTriplet(nn.Module):
+    """Triplet loss with cosine distance ``1 - cos`` and batch-hard mining: for every query the
+    farthest positive and the nearest negative of the gallery, ``relu(d_pos - d_neg + margin)``."""
+
+    def __init__(self, margin: float = 0.3) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, query: torch.Tensor, query_labels: torch.Tensor, gallery: torch.Tensor, gallery_labels: torch.Tensor) -> torch.Tensor:
+        dist = 1 - query @ gallery.t()  # (B, M)
+        pos = query_labels.view(-1, 1) == gallery_labels.view(1, -1)
+        d_pos = dist.masked_fill(~pos, float("-inf")).amax(1)
+        d_neg = dist.masked_fill(pos, float("inf")).amin(1)
+        ok = torch.isfinite(d_pos) & torch.isfinite(d_neg)
+        loss = torch.relu(d_pos - d_neg + self.margin)
+        return torch.where(ok, loss, torch.zeros_like(loss)).sum() / ok.sum().clamp_min(1)
+
+
+class SmoothAP(nn.Module):
+    """1 - Smooth-AP (Brown et al. 2020): the rank of each gallery item is a sum of sigmoids of
+    score differences with temperature ``tau`` (SoftRank), so AP becomes differentiable.
+
+    For query ``i`` and positive ``p``: ``R_all(p) = 1 + sum_{j != p} sigmoid((s_j - s_p) / tau)``,
+    ``R_pos(p)`` the same over positives only; ``AP_i = mean_p R_pos(p) / R_all(p)``.
+    """
+
+    def __init__(self, tau: float = 0.01) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"SmoothAP tau must be > 0, got {tau}")
+        self.tau = tau
+
+    def forward(self, query: torch.Tensor, query_labels: torch.Tensor, gallery: torch.Tensor, gallery_labels: torch.Tensor) -> torch.Tensor:
+        sim = query @ gallery.t()  # (B, M)
+        pos = (query_labels.view(-1, 1) == gallery_labels.view(1, -1)).to(sim.dtype)
+        diff = (sim.unsqueeze(1) - sim.unsqueeze(2)) / self.tau  # [b, p, j] = s_j - s_p
+        soft = torch.sigmoid(diff.clamp(-50, 50))
+        eye = torch.eye(sim.shape[1], dtype=sim.dtype, device=sim.device)
+        soft = soft * (1 - eye)
+        r_all = 1 + soft.sum(2)
+        r_pos = 1 + (soft * pos.unsqueeze(1)).sum(2)
+        n_pos = pos.sum(1)
+        ap = (r_pos / r_all * pos).sum(1) / n_pos.clamp_min(1)
+        ok = n_pos > 0
+        return 1 - (ap * ok).sum() / ok.sum().clamp_min(1)

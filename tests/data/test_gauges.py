@@ -1,0 +1,53 @@
+"""The synthetic gauge generator and the gauges data module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurocorr.data.formats.label_studio import read_label_studio
+from neurocorr.data.heatmapper import GaugesDataModule
+from neurocorr.data.synthetic.gauges import main, make_dataset, render_gauges
+from neurocorr.errors import DataError
+
+
+def test_rendered_gauges_have_start_middle_end_on_dark_ticks() -> None:
+    out = render_gauges(torch.Generator().manual_seed(0), 4, 96)
+    assert out.images.shape == (4, 3, 96, 96) and out.images.dtype == torch.uint8
+    for i in range(4):
+        labels = out.labels[i][out.labels[i] >= 0]
+        assert (labels == 0).sum() == 1 and (labels == 2).sum() == 1 and (labels == 1).sum() >= 3
+        pts = out.points[i][out.labels[i] >= 0]
+        assert ((pts > 0) & (pts < 95)).all()
+    again = render_gauges(torch.Generator().manual_seed(0), 4, 96)
+    assert torch.equal(out.images, again.images)  # a pure function of the seed
+
+
+def test_make_dataset_writes_label_studio_exports_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "g", n_train=3, n_val=2, n_test=2, size=48)
+    tasks = {s: read_label_studio(root / s / "export.json") for s in ("train", "val", "test")}
+    assert [len(t) for t in tasks.values()] == [3, 2, 2]
+    assert all(t.image.is_file() and (t.width, t.height) == (48, 48) for ts in tasks.values() for t in ts)
+    # distinct seeds per split
+    assert not np.allclose(tasks["train"][0].points[:1], tasks["val"][0].points[:1])
+    with pytest.raises(DataError, match="not empty"):
+        make_dataset(root, 1, 1, 1, 48)
+    assert main([str(root), "--train", "1", "--val", "1", "--test", "1", "--size", "48"]) == 2
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no half-written folder left
+
+
+def test_data_module_batches_and_missing_root(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "g", n_train=3, n_val=2, n_test=2, size=64)
+    dm = GaugesDataModule(root=str(root), image_size=32, batch_size=2)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 32, 32) and batch["image"].dtype == torch.uint8
+    assert batch["points"].shape[:2] == batch["labels"].shape and batch["labels"].dtype == torch.long
+    # points are scaled with the image: (x + 0.5) * 32 / 64 - 0.5
+    task = dm.datasets["train"].tasks[0]
+    item = dm.datasets["train"][0]
+    torch.testing.assert_close(item["points"], (torch.from_numpy(task.points) + 0.5) * 0.5 - 0.5)
+    with pytest.raises(DataError, match="python -m neurocorr.data.synthetic.gauges"):
+        GaugesDataModule(root=str(tmp_path / "nothing"))

@@ -1,0 +1,54 @@
+"""Augmentation moves keypoints exactly as it moves the image: warp a rendered heatmap as an image
+and compare it with the heatmap rendered at the moved points."""
+
+from __future__ import annotations
+
+import torch
+
+from neurocorr.models.heatmapper.augment import KeypointAugment
+from neurocorr.ops.heatmaps import render_gaussian_heatmaps
+from neurocorr.ops.peaks import find_peaks
+
+
+def test_warped_heatmap_equals_heatmap_of_moved_points() -> None:
+    torch.manual_seed(0)
+    b, size, sigma = 6, 64, 3.0
+    points = 16 + torch.rand(b, 4, 2) * 32
+    labels = torch.tensor([[0, 1, 1, 2]]).expand(b, 4).clone()
+    heat = render_gaussian_heatmaps(points, labels, 3, (size, size), sigma, cutoff=6.0)
+    # scale 1: a rigid motion keeps the Gaussian's sigma, so the two heatmaps must agree pixel by pixel
+    augment = KeypointAugment(rotation=180.0, scale=(1.0, 1.0), translate=0.1, brightness=0.0, contrast=0.0)
+    warped, moved, kept = augment(heat, points, labels)
+    assert not torch.allclose(moved, points, atol=1.0)  # it did move them
+    expected = render_gaussian_heatmaps(moved, kept, 3, (size, size), sigma, cutoff=6.0)
+    inside = kept >= 0
+    assert inside.float().mean() > 0.5
+    # compare only around points still inside (warped borders are zero-padded)
+    assert (warped - expected).abs().max() < 0.03
+
+
+def test_scaled_warp_moves_peaks_to_the_moved_points() -> None:
+    torch.manual_seed(3)
+    b, size = 6, 64
+    points = 20 + torch.rand(b, 1, 2) * 24
+    labels = torch.zeros(b, 1, dtype=torch.long)
+    heat = render_gaussian_heatmaps(points, labels, 3, (size, size), 2.5, cutoff=6.0)
+    warped, moved, kept = KeypointAugment(180.0, (0.8, 1.25), 0.05, 0.0, 0.0)(heat, points, labels)
+    found = find_peaks(warped[:, :1], top_k=1, threshold=0.3)
+    ok = kept[:, 0] >= 0
+    assert ok.all() and found.valid[:, 0, 0].all()
+    assert (found.xy[:, 0, 0] - moved[:, 0]).norm(dim=-1).max() < 0.3
+
+
+def test_points_leaving_the_image_are_dropped_and_photometric_stays_in_range() -> None:
+    torch.manual_seed(1)
+    images = torch.rand(8, 3, 32, 32)
+    points = torch.tensor([[[0.0, 0.0], [16.0, 16.0]]]).expand(8, 2, 2).clone()
+    labels = torch.tensor([[0, 1]]).expand(8, 2).clone()
+    out, moved, kept = KeypointAugment(rotation=90.0, scale=(1.5, 1.5), translate=0.0)(images, points, labels)
+    assert out.min() >= 0 and out.max() <= 1
+    assert (kept[:, 0] == -1).all()  # the corner point leaves the image when scaled 1.5x about the centre
+    assert (kept[:, 1] == 1).all()
+    # rotation and scale about the centre (15.5, 15.5): distance 0.5 * sqrt(2) becomes 1.5 times that
+    radius = (moved[:, 1] - 15.5).norm(dim=-1)
+    assert torch.allclose(radius, torch.full((8,), 1.5 * 0.5 * 2**0.5), atol=1e-4)

@@ -1,0 +1,52 @@
+"""The qatm training path end to end (fast_dev_run) and localisation evaluation on template pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from neurocorr import run
+from neurocorr.data.qatm import TemplatePairsDataModule
+from tests.models.qatm.tiny import tiny_qatm_data
+
+
+def test_train_fast_dev_run_with_smooth_ap_and_learnable_alpha(make_cfg, tmp_path: Path):
+    cfg = make_cfg("model=qatm", "loss=smooth_ap", "model.net.learn_alpha=true", "debug=fast_dev_run", "trainer.accelerator=cpu", *tiny_qatm_data(tmp_path))
+    run.train(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert {"train/loss", "test/recall_at_1", "test/ap", "test/recall_at_top1pct"} <= set(metrics)
+    assert 0 <= metrics["test/recall_at_1"] <= 1
+
+
+def test_backbone_is_trained_and_freezing_is_an_option(make_cfg, tmp_path: Path):
+    cfg = make_cfg("model=qatm", "backbone.width=0.125", "backbone.freeze_layers=2", *tiny_qatm_data(tmp_path)[:1])
+    model = run.build_model(cfg.model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert "net.backbone.features.0.weight" not in trainable
+    assert "net.backbone.features.2.weight" in trainable and "net.head.proj.weight" in trainable
+    before = model.net.backbone.features[2].weight.detach().clone()
+    opt = model.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    g = torch.Generator().manual_seed(0)
+    batch = {"drone": torch.rand(4, 3, 32, 32, generator=g), "satellite": torch.rand(4, 3, 32, 32, generator=g), "label": torch.tensor([0, 1, 2, 3])}
+    model.log = lambda *a, **k: None
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, model.net.backbone.features[2].weight)
+
+
+def test_localisation_evaluation_on_template_pairs(make_cfg, tmp_path: Path):
+    overrides = tiny_qatm_data(tmp_path)
+    cfg = make_cfg("model=qatm", "backbone.width=0.125", "model.net.stride=4", *overrides)
+    model = run.build_model(cfg.model)
+    dm = TemplatePairsDataModule(str(tmp_path / "u1652" / "localisation"), batch_size=2)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=str(tmp_path / "run"))
+    out = trainer.test(model, datamodule=dm, verbose=False)[0]
+    for key in ("test/success_at_0.5", "test/success_auc", "test/mean_iou", "test/map"):
+        assert key in out and 0 <= out[key] <= 1, key
+    assert (tmp_path / "run" / "figures" / "localisation.png").is_file()

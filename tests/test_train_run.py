@@ -1,0 +1,101 @@
+"""The training spine end to end: every experiment, resume, MLflow, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from neurocorr import run
+from tests.conftest import CONF, TINY_DATA, TINY_SHAPES
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment: str) -> None:
+    family = experiment.split("_")[0]
+    assert family in TINY_DATA, f"register a tiny-data maker for {family} in tests/conftest.py TINY_DATA"
+    overrides = TINY_DATA[family](tmp_path)
+    cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run", "trainer.accelerator=cpu", *overrides)
+    value = run.train(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert cfg.optimized_metric in metrics
+    assert value == pytest.approx(metrics[cfg.optimized_metric], nan_ok=True)
+
+
+def _tiny(*extra: str) -> list[str]:
+    return [*TINY_SHAPES, "logger=none", "trainer=cpu", "trainer.deterministic=true", *extra]
+
+
+def test_resume_from_last_matches_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
+    straight = make_cfg(*_tiny("trainer.max_epochs=2", "test=false"), root=tmp_path / "straight")
+    run.train(straight)
+    expected = json.loads((Path(straight.paths.output_dir) / "metrics.json").read_text())
+
+    first = make_cfg(*_tiny("trainer.max_epochs=1", "test=false", "scheduler.T_max=2"), root=tmp_path / "resumed")
+    run.train(first)
+    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    # a new run folder in the same root: ckpt_path=last must find the first run's last.ckpt
+    second = make_cfg(*_tiny("trainer.max_epochs=2", "test=false", "ckpt_path=last"), root=tmp_path / "resumed")
+    with_resume = second.copy()
+    with_resume.paths.output_dir = str(tmp_path / "resumed" / "logs" / "train" / "runs" / "run2")
+    run.train(with_resume)
+    resumed = json.loads((Path(with_resume.paths.output_dir) / "metrics.json").read_text())
+    for key in ("val/loss", "val/f1", "train/loss"):
+        assert resumed[key] == pytest.approx(expected[key], abs=1e-5), key
+
+
+def test_mlflow_run_has_params_metrics_and_artifacts(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(*TINY_SHAPES, "trainer=cpu", "trainer.max_epochs=1", "logger=mlflow")
+    run.train(cfg)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    assert cfg.logger.mlflow.tracking_uri == uri
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        runs = mlflow.search_runs(experiment_names=["neurocorr-agfusion"], output_format="list")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(runs) == 1
+    found = runs[0]
+    assert found.data.params["model._target_"].endswith("AGFusionModule")
+    assert found.data.params["optimizer.lr"] == str(cfg.optimizer.lr)
+    for metric in ("train/loss", "val/f1", "val/auroc", "test/f1", "test/auroc", "test/acc"):
+        assert metric in found.data.metrics, metric
+    assert len(client.get_metric_history(found.info.run_id, "val/f1")) == 1  # one value per epoch
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"config.yaml", "metrics.json", "figures"} <= artifacts
+    figures = {Path(a.path).name for a in client.list_artifacts(found.info.run_id, "figures")}
+    assert {"roc_curve.png", "confusion_matrix.png", "embeddings_pca.png", "attention_maps.png"} <= figures
+    assert any(a.path.endswith(".ckpt") for a in _walk(client, found.info.run_id)), "best checkpoint not logged"
+    assert found.info.status == "FINISHED"
+
+
+def _walk(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> list:
+    out = []
+    for item in client.list_artifacts(run_id, path):
+        out.extend(_walk(client, run_id, item.path) if item.is_dir else [item])
+    return out
+
+
+def test_evaluate_rebuilds_model_from_checkpoint_and_writes_outputs(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg(*_tiny("trainer.max_epochs=1", "test=false"), root=tmp_path / "train")
+    run.train(cfg)
+    ckpt = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt"))
+    # weights_only loading: the checkpoint holds only plain data
+    assert "neurocorr_model_config" in torch.load(ckpt, weights_only=True)
+    ev = make_cfg(f"ckpt_path={ckpt}", *TINY_SHAPES, "logger=none", "trainer=cpu", config_name="evaluate",
+                  root=tmp_path / "eval")
+    value = run.evaluate(ev)
+    out = Path(ev.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert value == metrics["test/f1"]
+    assert {"test/f1", "test/auroc", "test/acc"} <= set(metrics)
+    for name in ("roc_curve", "confusion_matrix", "embeddings_pca", "attention_maps"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000

@@ -1,0 +1,20 @@
+"""Train a neurocorr model: ``python train.py [model=<family>] [data=...] [key=value ...]``."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("NEUROCORR_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from neurocorr import run  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run.cli(run.train)(cfg)
+
+
+if __name__ == "__main__":
+    main()
