@@ -17,7 +17,6 @@ import resource
 import time
 
 import torch
-import torch.nn.functional as F
 
 from neurocorr.backbones.vgg import vgg19_features
 from neurocorr.data.synthetic.aerial import render_world

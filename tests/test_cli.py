@@ -44,7 +44,7 @@ def test_train_prints_output_folder_and_mlflow_run(tmp_path: Path) -> None:
                      env={"NEUROCORR_ROOT": str(tmp_path)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"[neurocorr] output folder: {tmp_path}/logs/train/runs/" in result.stdout
-    assert f"MLflow run " in result.stdout and f"sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
+    assert "MLflow run " in result.stdout and f"sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
 
 
 def test_grid_sweep_survives_a_diverging_trial(tmp_path: Path) -> None:

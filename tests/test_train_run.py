@@ -8,7 +8,6 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from neurocorr import run
 from tests.conftest import CONF, TINY_DATA, TINY_SHAPES
@@ -36,6 +35,9 @@ def test_resume_from_last_matches_uninterrupted_run(make_cfg, tmp_path: Path) ->
     straight = make_cfg(*_tiny("trainer.max_epochs=2", "test=false"), root=tmp_path / "straight")
     run.train(straight)
     expected = json.loads((Path(straight.paths.output_dir) / "metrics.json").read_text())
+    # last.ckpt is the newest epoch even when the monitored metric did not improve in it
+    newest = torch.load(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert newest["epoch"] == 1
 
     first = make_cfg(*_tiny("trainer.max_epochs=1", "test=false", "scheduler.T_max=2"), root=tmp_path / "resumed")
     run.train(first)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -194,7 +193,8 @@ def train(cfg: DictConfig) -> Optional[float]:
         metrics.update(scalar_metrics(trainer.callback_metrics))
     failed = any(isinstance(cb, StopOnNonFiniteLoss) and cb.failed for cb in callbacks)
 
-    checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
+    checkpoints = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
+    checkpoint = next((cb for cb in checkpoints if cb.monitor), checkpoints[0] if checkpoints else None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     if cfg.get("test", True) and not failed:
         if best is None and cfg.get("train", True) and not trainer.fast_dev_run:

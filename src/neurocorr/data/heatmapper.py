@@ -13,7 +13,7 @@ image, ``labels`` (B, N) long class index, -1 for padding. Heatmaps are rendered
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import pytorch_lightning as pl
 import torch

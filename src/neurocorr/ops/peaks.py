@@ -67,11 +67,11 @@ def refine_subpixel(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.Ten
     def at(dy: int, dx: int) -> torch.Tensor:
         return padded.gather(2, ((y + 1 + dy) * pw + (x + 1 + dx)).flatten(2)).view_as(y).to(scores.dtype)
 
-    c, l, r, u, d = at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
-    den_x, den_y = l - 2 * c + r, u - 2 * c + d
+    c, left, right, up, down = at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
+    den_x, den_y = left - 2 * c + right, up - 2 * c + down
     eps = torch.finfo(scores.dtype).eps
-    dx = torch.where(den_x.abs() > eps, 0.5 * (l - r) / den_x.where(den_x.abs() > eps, torch.ones_like(den_x)), 0)
-    dy = torch.where(den_y.abs() > eps, 0.5 * (u - d) / den_y.where(den_y.abs() > eps, torch.ones_like(den_y)), 0)
+    dx = torch.where(den_x.abs() > eps, 0.5 * (left - right) / den_x.where(den_x.abs() > eps, torch.ones_like(den_x)), 0)
+    dy = torch.where(den_y.abs() > eps, 0.5 * (up - down) / den_y.where(den_y.abs() > eps, torch.ones_like(den_y)), 0)
     return torch.stack([x.to(scores.dtype) + dx.clamp(-0.5, 0.5), y.to(scores.dtype) + dy.clamp(-0.5, 0.5)], dim=-1)
 
 

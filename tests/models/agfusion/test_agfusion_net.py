@@ -23,7 +23,7 @@ def test_output_shapes_and_ranges(net: AGFusionNet) -> None:
     assert out.embedding_a.shape == (3, 128)
     assert torch.allclose(out.embedding_a.norm(dim=1), torch.ones(3), atol=1e-5)
     assert out.attention_a.shape == (3, 1, 8, 8)
-    assert float(out.attention_a.min()) >= 0 and float(out.attention_a.max()) <= 1
+    assert float(out.attention_a.detach().min()) >= 0 and float(out.attention_a.detach().max()) <= 1
     assert torch.allclose(out.similarity, (out.embedding_a * out.embedding_b).sum(1), atol=1e-6)
 
 
@@ -56,3 +56,43 @@ def test_gradients_reach_the_backbone() -> None:
     out = net(torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32))
     torch.nn.functional.binary_cross_entropy_with_logits(out.logit, torch.tensor([0.0, 1.0, 0.0, 1.0])).backward()
     assert net.backbone.conv1.weight.grad is not None and net.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_per_image_input_norm_ignores_colour_and_contrast() -> None:
+    torch.manual_seed(0)
+    net = AGFusionNet(resnet50_stem(False), input_norm="per_image").eval()
+    a, b = torch.rand(2, 3, 32, 32) * 0.5 + 0.25, torch.rand(2, 3, 32, 32)
+    offset = torch.tensor([0.2, -0.1, 0.15]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        reference = net(a, b).embedding_a
+        assert torch.allclose(reference, net(a + offset, b).embedding_a, atol=1e-4)  # colour shift: exact
+        # contrast: exact up to the eps in the denominator
+        assert torch.allclose(reference, net((a - 0.5) * 0.8 + 0.5, b).embedding_a, atol=0.05)
+        fixed = AGFusionNet(resnet50_stem(False), input_norm="imagenet").eval()
+        assert not torch.allclose(fixed(a, b).embedding_a, fixed(a + offset, b).embedding_a, atol=0.05)
+
+
+def test_unknown_input_norm_is_a_config_error() -> None:
+    from neurocorr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.net.input_norm .* 'zscore'"):
+        AGFusionNet(resnet50_stem(False), input_norm="zscore")
+
+
+def test_identification_loss_trains_the_backbone_from_class_labels() -> None:
+    from neurocorr.models.agfusion.lightning_model import AGFusionModule
+
+    torch.manual_seed(0)
+    module = AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2)
+    batch = {"image_a": torch.rand(4, 3, 32, 32), "image_b": torch.rand(4, 3, 32, 32),
+             "class_a": torch.tensor([0, 1, 0, 1]), "class_b": torch.tensor([1, 1, 0, 0])}
+    out = module.net(batch["image_a"], batch["image_b"])
+    loss = module.identification_loss(out, batch)
+    assert loss.shape == () and 0.3 < float(loss) < 2.0  # ~log(2) for an untrained head
+    loss.backward()
+    assert module.net.backbone.conv1.weight.grad.abs().sum() > 0
+    assert module.identifier.weight.grad.abs().sum() > 0
+    # without a class count the head waits for the data module; weight 0 means no head at all
+    assert AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW).identifier is None
+    assert AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2,
+                          identification_weight=0).identifier is None

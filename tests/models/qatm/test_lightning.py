@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 
 from neurocorr import run
 from neurocorr.data.qatm import TemplatePairsDataModule

@@ -119,5 +119,7 @@ def test_coco_map_faster_coco_eval_agrees_with_pycocotools():
     coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "t"}]}
     coco.createIndex()
     ev = COCOeval(coco, coco.loadRes(dets), "bbox")
-    ev.evaluate(); ev.accumulate(); ev.summarize()
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
     assert ours.compute()["map"].item() == pytest.approx(ev.stats[0], abs=1e-4)

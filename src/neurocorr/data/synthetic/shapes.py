@@ -6,7 +6,6 @@ indices (signed distance fields on one pixel grid, anti-aliased edges).
 
 from __future__ import annotations
 
-import math
 
 import torch
 

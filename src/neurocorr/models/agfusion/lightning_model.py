@@ -1,4 +1,12 @@
-"""AGFusion LightningModule: BCE on the logit, F1 / ROC-AUC / accuracy per split, figures."""
+"""AGFusion LightningModule: BCE on the logit, F1 / ROC-AUC / accuracy per split, figures.
+
+Pairs alone are a weak signal for a siamese net trained from scratch: the cosine of two random
+embeddings carries no figure information, and the gradient that would create it is proportional to
+the (near-zero) figure information already there, so training sits on a saddle for thousands of
+steps. An auxiliary identification loss (each image's class from its pooled backbone features,
+as in joint identification-verification training) breaks the saddle; ``identification_weight=0``
+turns it off.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,12 @@ from typing import Any, Optional
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryConfusionMatrix, BinaryF1Score, BinaryROC
 
+from neurocorr.errors import ConfigError
 from neurocorr.models.agfusion.figures import plot_attention_pairs
 from neurocorr.models.agfusion.torch_model import AGFusionNet, AGFusionOutput
 from neurocorr.models.base import NeurocorrModule
@@ -29,6 +39,11 @@ class AGFusionModule(NeurocorrModule):
         augment: random flips and 90-degree rotations of each image, batched on the device.
         class_names: names of the classes for figures (taken from the data module when it has them).
         max_figure_samples: embeddings kept at test time for the projection figure.
+        identification_weight: weight of the auxiliary cross-entropy that classifies each image's
+            class from its pooled gated features (needs ``class_a``/``class_b`` in the batch);
+            0 = pair loss only.
+        num_classes: classes of the identification head; ``None`` = read from the data module's
+            ``class_names`` at set-up (and stored with the checkpoint's model config).
         **base: optimizer, scheduler, monitor... (see NeurocorrModule).
     """
 
@@ -39,10 +54,18 @@ class AGFusionModule(NeurocorrModule):
         augment: bool = True,
         class_names: Optional[list[str]] = None,
         max_figure_samples: int = 2000,
+        identification_weight: float = 0.5,
+        num_classes: Optional[int] = None,
         **base: Any,
     ) -> None:
         super().__init__(**base)
+        if identification_weight < 0:
+            raise ConfigError(f"model.identification_weight must be >= 0, got {identification_weight}")
         self.net = net
+        self.identification_weight = identification_weight
+        self.identifier: Optional[nn.Linear] = None
+        if identification_weight > 0 and num_classes is not None:
+            self.identifier = nn.Linear(net.feature_channels, int(num_classes))
         self.loss_fn = loss if loss is not None else nn.BCEWithLogitsLoss()
         self.augment = (
             K.AugmentationSequential(K.RandomHorizontalFlip(), K.RandomVerticalFlip(), K.RandomRotation90(times=(0, 3), p=0.5))
@@ -59,6 +82,23 @@ class AGFusionModule(NeurocorrModule):
 
     def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> AGFusionOutput:
         return self.net(image_a, image_b)
+
+    def setup(self, stage: str) -> None:
+        if self.identification_weight == 0 or self.identifier is not None:
+            return
+        names = self.class_names or getattr(self.trainer.datamodule, "class_names", None)
+        if not names or len(names) < 2:
+            raise ConfigError("model.identification_weight > 0 needs the class of every image, and the data module "
+                              "has no class_names; set model.identification_weight=0 to train on pair labels alone")
+        self.identifier = nn.Linear(self.net.feature_channels, len(names)).to(self.device)
+        if self.model_config is not None:  # so evaluate.py rebuilds the head from the checkpoint
+            self.model_config["num_classes"] = len(names)
+
+    def identification_loss(self, out: AGFusionOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of each image's class from its pooled features, over the 2B images."""
+        features = torch.cat([out.pooled_a, out.pooled_b])
+        classes = torch.cat([batch["class_a"], batch["class_b"]]).long()
+        return F.cross_entropy(self.identifier(features), classes)
 
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """uint8 -> float in [0, 1]; random augmentation on the device while training."""
@@ -79,6 +119,11 @@ class AGFusionModule(NeurocorrModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, out = self._step(batch)
         self.train_metrics.update(out.logit.detach().sigmoid(), batch["label"].long())
+        self.log("train/loss_pair", loss, on_step=False, on_epoch=True)
+        if self.identifier is not None:
+            loss_id = self.identification_loss(out, batch)
+            self.log("train/loss_id", loss_id, on_step=False, on_epoch=True)
+            loss = loss + self.identification_weight * loss_id
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -133,8 +133,8 @@ class EquivariantDetector(nn.Module):
 
     def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Sizes of the pyramid levels of an ``height x width`` image."""
-        return [(max(8, round(height * self.pyramid_scale**l)), max(8, round(width * self.pyramid_scale**l)))
-                for l in range(self.pyramid_levels)]
+        return [(max(8, round(height * self.pyramid_scale**level)), max(8, round(width * self.pyramid_scale**level)))
+                for level in range(self.pyramid_levels)]
 
     def forward(self, image: torch.Tensor) -> DetectorOutput:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
