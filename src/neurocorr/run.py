@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, MLFlowLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from neurocorr.callbacks import StopOnNonFiniteLoss
 from neurocorr.errors import ConfigError, NeurocorrError
@@ -141,6 +142,18 @@ def build_model(model_cfg: DictConfig) -> NeurocorrModule:
     return model
 
 
+def build_trainer(trainer_cfg: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """Instantiate ``cfg.trainer``. ``sync_batchnorm`` is kept only where SyncBatchNorm runs (CUDA):
+    DDP on CPUs (gloo processes, ``trainer=ddp trainer.accelerator=cpu``) keeps per-process statistics."""
+    if trainer_cfg.get("sync_batchnorm") and not (
+        str(trainer_cfg.get("accelerator", "auto")) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    ):
+        if rank_zero_only.rank == 0:
+            log.warning("trainer.sync_batchnorm needs CUDA devices; batch norm statistics stay per process")
+        kwargs["sync_batchnorm"] = False
+    return instantiate(trainer_cfg, **kwargs)
+
+
 def finish(
     metrics: dict[str, float], cfg: DictConfig, output_dir: Path, loggers: list[Logger], failed: bool,
     metric_name: Optional[str] = None,
@@ -179,7 +192,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), cfg.model.get("_target_"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if trainer.is_global_zero:
         announce(output_dir, loggers)
@@ -201,13 +214,15 @@ def train(cfg: DictConfig) -> Optional[float]:
             log.warning("no best checkpoint was saved; testing the current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         metrics.update(scalar_metrics(trainer.callback_metrics))
+    # DDP: Lightning's launcher re-runs this script for ranks 1..n-1 (with Hydra's run dir, so they
+    # share rank 0's folder); files, prints and MLflow artifacts are rank 0's alone
+    if not trainer.is_global_zero:
+        return None
     if best and cfg.get("export_ckpt"):
         export = Path(cfg.export_ckpt)
         export.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, export.with_suffix(".tmp"))
         export.with_suffix(".tmp").replace(export)
-    if not trainer.is_global_zero:
-        return None
     value = finish(metrics, cfg, output_dir, loggers, failed)
     print(f"[neurocorr] {cfg.get('optimized_metric')} = {value}; metrics in {output_dir / 'metrics.json'}", flush=True)
     return value
@@ -230,10 +245,13 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
     model.load_state_dict(checkpoint["state_dict"])
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
-    announce(output_dir, loggers)
-    log_run_config(cfg, loggers, output_dir)
+    trainer = build_trainer(cfg.trainer, logger=loggers or False, callbacks=[])
+    if trainer.is_global_zero:
+        announce(output_dir, loggers)
+        log_run_config(cfg, loggers, output_dir)
     trainer.test(model, datamodule=datamodule)
+    if not trainer.is_global_zero:
+        return None
     metrics = scalar_metrics(trainer.callback_metrics)
     for key, value in sorted(metrics.items()):
         print(f"[neurocorr] {key:32s} {value:.4f}")

@@ -28,6 +28,12 @@ class NeurocorrModule(pl.LightningModule):
         scheduler_interval: ``epoch`` or ``step``.
         monitor: the metric that picks the best checkpoint and that ``run.train`` returns.
         monitor_mode: ``max`` or ``min``.
+        compile: ``torch.compile`` the network (``self.net``) once, in place, when Lightning
+            configures the model: ``False`` (default) = eager; ``True`` = the default backend
+            (inductor); a string = that backend's name (e.g. ``aot_eager``). ``nn.Module.compile``
+            keeps the state-dict keys, so checkpoints load with or without it.
+        channels_last: on a CUDA device, keep the weights in ``torch.channels_last`` memory
+            format (the tensor-core layout for convolutions under bf16); ignored on the CPU.
     """
 
     def __init__(
@@ -37,8 +43,14 @@ class NeurocorrModule(pl.LightningModule):
         scheduler_interval: str = "epoch",
         monitor: str = "val/loss",
         monitor_mode: str = "min",
+        compile: bool | str = False,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
+        self.channels_last = bool(channels_last)
+        # not ``self.compile``: that is nn.Module.compile
+        self.compile_backend = compile_backend(compile)
+        self._net_compiled = False
         if monitor_mode not in ("min", "max"):
             raise ConfigError(f"model.monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
         if scheduler_interval not in ("epoch", "step"):
@@ -53,6 +65,33 @@ class NeurocorrModule(pl.LightningModule):
         self.model_config: Optional[dict[str, Any]] = None
         # seed_everything (run.train) sets PL_GLOBAL_SEED before the model is built
         self.rng_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """The modules that ``compile`` compiles: ``self.net`` (a family whose net is called through
+        other methods than ``forward`` returns the submodules those methods call)."""
+        net = getattr(self, "net", None)
+        return [net] if isinstance(net, torch.nn.Module) else []
+
+    def configure_model(self) -> None:
+        # Lightning calls this hook in fit, validate and test alike: compile once
+        if self.compile_backend is None or self._net_compiled:
+            return
+        targets = self.compile_targets()
+        if not targets:
+            raise ConfigError(f"model.compile={self.compile_backend!r}: {type(self).__name__} has no network (self.net) to compile")
+        for module in targets:
+            module.compile(backend=self.compile_backend)
+        self._net_compiled = True
+
+    def _to_channels_last(self) -> None:
+        if self.channels_last and self.device.type == "cuda":
+            self.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:
+        self._to_channels_last()
+
+    def on_test_start(self) -> None:
+        self._to_channels_last()
 
     @contextmanager
     def step_rng(self) -> Iterator[None]:
@@ -98,3 +137,19 @@ class NeurocorrModule(pl.LightningModule):
         """Log an existing file to MLflow (no-op without an MLflow logger)."""
         if self._trainer is not None and self.trainer.is_global_zero:
             log_artifact(self.loggers, path, artifact_path)
+
+
+def compile_backend(value: Any) -> Optional[str]:
+    """``model.compile`` -> the ``torch.compile`` backend name, or ``None`` for eager."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "inductor"
+    if isinstance(value, str) and value:
+        from torch._dynamo import list_backends  # imported only when asked for a backend by name
+
+        if value in list_backends(exclude_tags=None):  # with the debug backends (eager, aot_eager)
+            return value
+        examples = ", ".join([*list_backends(), "aot_eager", "eager"])
+        raise ConfigError(f"model.compile must be true, false or a torch.compile backend ({examples}...), got {value!r}")
+    raise ConfigError(f"model.compile must be true, false or a torch.compile backend name, got {value!r}")

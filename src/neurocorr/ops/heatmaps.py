@@ -5,6 +5,8 @@ Pixel convention (see ``ops.peaks``): the centre of pixel ``(row i, column j)`` 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -41,16 +43,24 @@ def render_gaussian_heatmaps(
     out = torch.zeros(b, num_classes, h, w, dtype=dtype, device=points.device)
     if n == 0:
         return out
-    xs = torch.arange(w, dtype=dtype, device=points.device)
-    ys = torch.arange(h, dtype=dtype, device=points.device)
-    dx2 = (xs.view(1, 1, w) - points[..., 0:1].to(dtype)) ** 2  # (B, N, W)
-    dy2 = (ys.view(1, 1, h) - points[..., 1:2].to(dtype)) ** 2  # (B, N, H)
-    d2 = dy2.unsqueeze(-1) + dx2.unsqueeze(-2)  # (B, N, H, W)
-    g = torch.exp(-d2 / (2.0 * sigma**2))
-    g = torch.where(d2 <= (cutoff * sigma) ** 2, g, torch.zeros_like(g))
-    for k in range(num_classes):
-        mask = (labels == k).view(b, n, 1, 1)
-        out[:, k] = torch.where(mask, g, torch.zeros_like(g)).amax(dim=1)
+    # Each Gaussian is cut at cutoff * sigma, so only a (2r+1)^2 window around each point is
+    # computed (not the whole (B, N, H, W) grid), then scattered into its class channel by max.
+    r = int(math.ceil(cutoff * sigma + 0.5))  # covers the disc for any sub-pixel centre
+    offsets = torch.arange(-r, r + 1, device=points.device)
+    p = points.to(dtype)
+    finite = torch.isfinite(p).all(-1)
+    centre = torch.where(finite.unsqueeze(-1), p, torch.zeros_like(p)).round().long()
+    xs = centre[..., 0:1] + offsets  # (B, N, S) pixel columns of each window
+    ys = centre[..., 1:2] + offsets  # (B, N, S) pixel rows
+    dx2 = (xs.to(dtype) - p[..., 0:1]) ** 2
+    dy2 = (ys.to(dtype) - p[..., 1:2]) ** 2
+    d2 = dy2.unsqueeze(-1) + dx2.unsqueeze(-2)  # (B, N, S, S)
+    inside = ((ys >= 0) & (ys < h)).unsqueeze(-1) & ((xs >= 0) & (xs < w)).unsqueeze(-2)
+    keep = inside & (d2 <= (cutoff * sigma) ** 2) & ((labels >= 0) & (labels < num_classes) & finite)[..., None, None]
+    g = torch.where(keep, torch.exp(-d2 / (2.0 * sigma**2)), torch.zeros_like(d2))
+    channel = labels.clamp(0, num_classes - 1)[..., None, None]
+    index = (channel * h + ys.clamp(0, h - 1).unsqueeze(-1)) * w + xs.clamp(0, w - 1).unsqueeze(-2)
+    out.view(b, -1).scatter_reduce_(1, index.view(b, -1), g.view(b, -1), reduce="amax")
     return out
 
 

@@ -166,22 +166,27 @@ class AGFusionModule(NeurocorrModule):
             self._kept.setdefault(key, []).append(value.detach().cpu())
 
     def on_test_epoch_end(self) -> None:
-        if not self.trainer.is_global_zero or not self._kept or self.trainer.sanity_checking:
+        if not self._kept or self.trainer.sanity_checking:
             return
-        names = self.class_names or getattr(self.trainer.datamodule, "class_names", None)
-        kept = {k: torch.cat(v) for k, v in self._kept.items()}
-        n_classes = int(kept["class"].max()) + 1
-        names = list(names) if names else [str(k) for k in range(n_classes)]
+        # computing a metric gathers it from every DDP process: all ranks compute, rank 0 plots
         fpr, tpr, _ = self.test_roc.compute()
         auc = float(self.test_metrics["auroc"].compute()) if self.test_metrics["auroc"].update_count else float("nan")
+        confusion = self.test_confusion.compute()
+        self.test_roc.reset()
+        self.test_confusion.reset()
+        if not self.trainer.is_global_zero:
+            self._kept = {}
+            return
+        names = self.class_names or getattr(self.trainer.datamodule, "class_names", None)
+        kept = {k: torch.cat(v) for k, v in self._kept.items()}  # rank 0's share of the test set
+        n_classes = int(kept["class"].max()) + 1
+        names = list(names) if names else [str(k) for k in range(n_classes)]
         self.log_figure(plot_roc(fpr, tpr, auc), "roc_curve")
-        self.log_figure(plot_confusion_matrix(self.test_confusion.compute(), ["different", "same"]), "confusion_matrix")
+        self.log_figure(plot_confusion_matrix(confusion, ["different", "same"]), "confusion_matrix")
         self.log_figure(plot_embeddings(kept["embedding"], kept["class"], names), "embeddings_pca")
         self.log_figure(
             plot_attention_pairs(kept["image_a"], kept["image_b"], kept["attention_a"], kept["attention_b"],
                                  kept["probability"], kept["label"]),
             "attention_maps",
         )
-        self.test_roc.reset()
-        self.test_confusion.reset()
         self._kept = {}

@@ -184,9 +184,11 @@ class DetectorModule(NeurocorrModule):
     # ------------------------------------------------------------------ validation
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         self._set_threads()
 
     def on_test_start(self) -> None:
+        super().on_test_start()
         self._set_threads()
 
     def _set_threads(self) -> None:

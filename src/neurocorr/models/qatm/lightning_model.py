@@ -22,15 +22,15 @@ class QATMModule(NeurocorrModule):
         loss: a retrieval loss ``(query, query_labels, gallery, gallery_labels) -> scalar``.
         augment: batched kornia augmentation of training images (rotation, colour).
         match: box extraction settings (``global_ratio``, ``local_ratio``, ``nms_iou``, ``top_k``).
-        optimizer, scheduler, monitor, monitor_mode: see :class:`NeurocorrModule`.
+        optimizer, scheduler, monitor, monitor_mode, **base (compile...): see :class:`NeurocorrModule`.
     """
 
     def __init__(
         self, net: QATMNet, loss: nn.Module, optimizer: Any, scheduler: Any = None, augment: bool = True,
         match: Optional[dict[str, float]] = None, monitor: str = "val/recall_at_1", monitor_mode: str = "max",
-        scheduler_interval: str = "epoch",
+        scheduler_interval: str = "epoch", **base: Any,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, monitor, monitor_mode)
+        super().__init__(optimizer, scheduler, scheduler_interval, monitor, monitor_mode, **base)
         self.net, self.loss = net, loss
         self.match_args = dict(match or {})
         self.augment = nn.Sequential(K.RandomRotation(180.0, p=0.8), K.ColorJitter(0.3, 0.3, 0.3, 0.0, p=0.8)) if augment else None
@@ -38,6 +38,11 @@ class QATMModule(NeurocorrModule):
         self.localisation = nn.ModuleDict({"val": Localisation(), "test": Localisation()})
         self.coco_map = nn.ModuleDict({s: MeanAveragePrecision(box_format="xywh", iou_type="bbox", backend="faster_coco_eval") for s in ("val", "test")})
         self._figure_pair: Optional[dict[str, Any]] = None
+
+    def compile_targets(self) -> list[nn.Module]:
+        # QATMNet has no forward: training calls net.embed (backbone + head), matching calls the
+        # backbone on scene tiles, so those are what model.compile compiles
+        return [self.net.backbone, self.net.head]
 
     # ------------------------------------------------------------------ data on the device
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

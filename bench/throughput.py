@@ -1,0 +1,309 @@
+"""Training throughput: the full Lightning loop of each family beside its bare network.
+
+For every family's default experiment this runs, in one process:
+
+* ``loop``: ``trainer.fit`` as ``train.py`` builds it (data loading, synthetic generation,
+  augmentation on the device, loss, metrics, logging, optimiser), timed over ``--steps`` training
+  steps after ``--warmup`` steps, from one batch start to the batch start ``--steps`` later;
+* ``bare``: the family's network alone on the very tensors it received in the loop (captured
+  after ``on_after_batch_transfer``): the same network calls, forward + backward (sum of the
+  outputs' means) + AdamW step, nothing else;
+
+and reports samples/s of both and their ratio (loop / bare) as JSON and a Markdown table.
+
+    python bench/throughput.py --mode cpu                  # CPU experiment configs and batch sizes
+    python bench/throughput.py --mode gpu                  # bf16-mixed, channels_last, the issue's batch shapes
+    python bench/throughput.py --families agfusion qatm --steps 10
+
+Generated data for qatm and heatmapper is cached under ``--data-dir`` (default data/bench).
+Validation is switched off: the figure is training throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("NEUROCORR_ROOT", str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+from torch import nn  # noqa: E402
+
+from neurocorr.run import build_model  # noqa: E402
+
+FAMILIES = ("agfusion", "qatm", "heatmapper", "detector")
+
+
+@dataclass
+class Spec:
+    """How to run one family: experiment overrides, and which network methods one training step calls."""
+
+    overrides: list[str]
+    entry_points: tuple[str, ...]  # methods of ``module.net`` called by training_step
+    prepare: Optional[Callable[[Path], list[str]]] = None  # writes data, returns overrides
+
+
+def _qatm_data(data_dir: Path) -> list[str]:
+    from neurocorr.data.synthetic.aerial import make_dataset
+
+    root = data_dir / "university1652"
+    if not (root / "train").is_dir():
+        make_dataset(root, n_train=48, n_test=4, views=6, size=128, n_maps=1, templates=2, map_size=192)
+    return [f"data.root={root}"]
+
+
+def _gauges_data(size: int) -> Callable[[Path], list[str]]:
+    def make(data_dir: Path) -> list[str]:
+        from neurocorr.data.synthetic.gauges import make_dataset
+
+        root = data_dir / f"gauges_{size}"
+        if not root.is_dir() or not any(root.iterdir()):
+            make_dataset(root, n_train=400, n_val=8, n_test=8, size=size, overwrite=True)
+        return [f"data.root={root}"]
+
+    return make
+
+
+def specs(mode: str) -> dict[str, Spec]:
+    """Experiment configs per family: the CPU experiments on the CPU, the issue's batch shapes on a GPU."""
+    if mode == "cpu":
+        return {
+            "agfusion": Spec(["experiment=agfusion_shapes"], ("forward",)),
+            "qatm": Spec(["experiment=qatm_synthetic_cpu"], ("embed",), _qatm_data),
+            "heatmapper": Spec(["experiment=heatmapper_gauges_cpu"], ("forward",), _gauges_data(128)),
+            "detector": Spec(["experiment=detector_textures_cpu"], ("forward",)),
+        }
+    gpu = ["trainer=gpu", "data.num_workers=8"]
+    return {
+        "agfusion": Spec(["experiment=agfusion_shapes", *gpu, "data.image_size=128", "data.batch_size=256",
+                          "data.train_size=65536"], ("forward",)),
+        "qatm": Spec(["model=qatm", "data=university1652", *gpu, "data.image_size=256", "data.batch_size=64"],
+                     ("embed",), _qatm_data),
+        "heatmapper": Spec(["experiment=heatmapper_gauges_dinov2", *gpu, "data.batch_size=64"], ("forward",),
+                           _gauges_data(448)),
+        "detector": Spec(["experiment=detector_textures_cpu", *gpu], ("forward",)),
+    }
+
+
+def compose_config(overrides: list[str], root: Path) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        run_dir = root / "logs" / "bench" / "run"
+        cfg.paths.output_dir = str(run_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+class StepTimer(pl.Callback):
+    """Times ``steps`` training steps after ``warmup``, each from its batch start to the next batch
+    start (so data loading is inside), and keeps the network inputs of the first timed step."""
+
+    def __init__(self, warmup: int, steps: int, net_calls: list) -> None:
+        self.warmup, self.steps, self.net_calls = warmup, steps, net_calls
+        self.start: Optional[float] = None
+        self.elapsed: Optional[float] = None
+        self.step_times: list[float] = []
+        self.samples = 0
+        self.recording = False
+
+    def _sync(self, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step < self.warmup or self.elapsed is not None:
+            return
+        self._sync(module)
+        now = time.perf_counter()
+        if self.step_times or self.start is not None:
+            self.step_times.append(now - self._last)
+        self._last = now
+        if step == self.warmup:
+            self.start = now
+            self.recording = True
+        elif step == self.warmup + self.steps:
+            self.elapsed = now - self.start
+            trainer.should_stop = True
+        if self.start is not None and self.elapsed is None:
+            self.samples += batch_size_of(batch)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.recording = False
+
+
+def batch_size_of(batch: Any) -> int:
+    if isinstance(batch, dict):
+        batch = next(v for v in batch.values() if torch.is_tensor(v))
+    elif isinstance(batch, (list, tuple)):
+        return batch_size_of(batch[0])
+    return int(batch.shape[0])
+
+
+def record_calls(net: nn.Module, names: tuple[str, ...], timer: StepTimer) -> None:
+    """Wrap ``net.<name>`` so the inputs of the first timed step are kept (detached clones)."""
+    for name in names:
+        original = getattr(net, name) if name != "forward" else net.forward
+
+        def wrapped(*args: Any, _original: Callable = original, _name: str = name, **kwargs: Any) -> Any:
+            if timer.recording:
+                keep = [a.detach().clone() if torch.is_tensor(a) else a for a in args]
+                timer.net_calls.append((_name, keep, dict(kwargs)))
+            return _original(*args, **kwargs)
+
+        setattr(net, name, wrapped)
+
+
+def output_scalar(out: Any) -> torch.Tensor:
+    """Sum of the means of every floating tensor in a network output (tensor, tuple, dataclass...)."""
+    if torch.is_tensor(out):
+        return out.float().mean() if out.is_floating_point() and out.requires_grad else out.new_zeros(())
+    if hasattr(out, "tensor") and torch.is_tensor(out.tensor):  # e2cnn GeometricTensor
+        return output_scalar(out.tensor)
+    if isinstance(out, dict):
+        out = list(out.values())
+    elif hasattr(out, "__dataclass_fields__"):
+        out = [getattr(out, f) for f in out.__dataclass_fields__]
+    if isinstance(out, (list, tuple)):
+        parts = [output_scalar(o) for o in out]
+        parts = [p for p in parts if p.requires_grad]
+        return torch.stack(parts).sum() if parts else torch.zeros(())
+    return torch.zeros(())
+
+
+def bare_step_times(module: pl.LightningModule, calls: list, warmup: int, steps: int, precision: str) -> list[float]:
+    """Seconds per step of the network alone: the recorded calls, backward, AdamW step."""
+    net = module.net
+    net.train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-6)
+    device = module.device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            total = sum(output_scalar(getattr(net, name)(*args, **kwargs)) for name, args, kwargs in calls)
+        total.backward()
+        optimizer.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]:
+    data_overrides = spec.prepare(args.data_dir) if spec.prepare else []
+    root = args.data_dir / "runs"
+    cfg = compose_config([*spec.overrides, *data_overrides, "logger=none", "callbacks.progress_bar=null",
+                          *args.override], root)
+    with open_dict(cfg):
+        cfg.trainer.max_epochs = 1000
+        cfg.trainer.max_steps = args.warmup + args.steps + 1
+        cfg.trainer.limit_val_batches = 0
+        cfg.trainer.num_sanity_val_steps = 0
+        cfg.trainer.enable_checkpointing = False
+        cfg.trainer.enable_progress_bar = False
+        cfg.trainer.enable_model_summary = False
+        cfg.trainer.logger = False
+    pl.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data)
+    module = build_model(cfg.model)
+    calls: list = []
+    timer = StepTimer(args.warmup, args.steps, calls)
+    record_calls(module.net, spec.entry_points, timer)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[timer])
+    trainer.fit(module, datamodule=datamodule)
+    if timer.elapsed is None:
+        raise RuntimeError(f"{family}: the loop ran fewer than {args.warmup + args.steps} steps (too little data?)")
+    per_step = timer.samples // args.steps
+    # medians of per-step times: a busy neighbour on a shared machine shifts a mean, rarely a median
+    loop = per_step / statistics.median(timer.step_times)
+    bare = per_step / statistics.median(bare_step_times(module, calls, args.warmup, args.steps, str(cfg.trainer.precision)))
+    shapes = sorted({tuple(a.shape) for _, call_args, _ in calls for a in call_args if torch.is_tensor(a)})
+    return {
+        "family": family,
+        "device": str(module.device),
+        "batch_size": per_step,
+        "input_shapes": [list(s) for s in shapes],
+        "precision": str(cfg.trainer.precision),
+        "loop_samples_per_s": round(loop, 2),
+        "bare_samples_per_s": round(bare, 2),
+        "ratio": round(loop / bare, 3),
+        "loop_mean_samples_per_s": round(timer.samples / timer.elapsed, 2),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def markdown(results: list[dict[str, Any]], mode: str) -> str:
+    lines = [f"Training throughput ({mode}; samples/s; loop = full Lightning training loop, bare = network "
+             "forward + backward + AdamW step on the same tensors)", "",
+             "| family | batch | network inputs | precision | loop | bare | loop / bare |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        shapes = ", ".join("x".join(map(str, s)) for s in r["input_shapes"])
+        lines.append(f"| {r['family']} | {r['batch_size']} | {shapes} | {r['precision']} | {r['loop_samples_per_s']:.1f} "
+                     f"| {r['bare_samples_per_s']:.1f} | {r['ratio']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "bench")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every family")
+    args = parser.parse_args(argv)
+    if args.mode == "gpu" and not torch.cuda.is_available():
+        print("neurocorr: error: --mode gpu needs a CUDA device", file=sys.stderr)
+        return 2
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for family in args.families:
+        result = measure(family, specs(args.mode)[family], args)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"throughput_{args.mode}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results, args.mode)
+    (args.out / f"throughput_{args.mode}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
