@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -19,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from neurocorr.data.formats.class_folders import read_class_folders
 from neurocorr.data.formats.image import read_image
 from neurocorr.data.samplers import EpochSeededRandomSampler
+from neurocorr.data.split_loaders import SplitLoaders
 from neurocorr.data.synthetic.shapes import shape_pairs
 from neurocorr.errors import ConfigError
 
@@ -86,7 +86,7 @@ class ClassFolderPairs(Dataset):
         }
 
 
-class PairDataModule(pl.LightningDataModule):
+class PairDataModule(SplitLoaders):
     """Shared loader settings of the pair data modules; subclasses build ``self.datasets``."""
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = True, seed: int = 0) -> None:
@@ -114,15 +114,6 @@ class PairDataModule(pl.LightningDataModule):
             # which stays untouched so resumed runs repeat exactly
             generator=torch.Generator().manual_seed(self.seed),
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 class ShapesDataModule(PairDataModule):

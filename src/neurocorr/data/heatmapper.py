@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from neurocorr.data.formats.image import read_image
 from neurocorr.data.formats.label_studio import KeypointTask, read_label_studio
 from neurocorr.data.samplers import EpochSeededRandomSampler
+from neurocorr.data.split_loaders import SplitLoaders
 from neurocorr.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -81,7 +81,7 @@ def how_to_make(root: Path) -> str:
             "(add --size 128 for the CPU experiment), or pass data.annotations=<Label Studio export.json>")
 
 
-class GaugesDataModule(pl.LightningDataModule):
+class GaugesDataModule(SplitLoaders):
     """Gauge images with start/middle/end keypoints (see the module docstring)."""
 
     def __init__(
@@ -140,12 +140,3 @@ class GaugesDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(), persistent_workers=self.num_workers > 0,
             collate_fn=collate_keypoints, drop_last=split == "train" and len(dataset) > self.batch_size,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

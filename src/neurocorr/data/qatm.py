@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -24,6 +23,7 @@ from neurocorr.data.formats.image import read_image
 from neurocorr.data.formats.template_pairs import read_template_pairs
 from neurocorr.data.formats.university1652 import check_root, paired_buildings, read_split, require_view
 from neurocorr.data.samplers import EpochSeededRandomSampler
+from neurocorr.data.split_loaders import SplitLoaders
 from neurocorr.errors import ConfigError
 
 VIEWS = ("drone", "satellite", "street", "google")
@@ -97,7 +97,7 @@ def retrieval_items(queries: dict[str, list[Path]], gallery: dict[str, list[Path
     return items
 
 
-class _Loaders(pl.LightningDataModule):
+class _Loaders(SplitLoaders):
     def __init__(self, batch_size: int, num_workers: int, pin_memory: bool, seed: int) -> None:
         super().__init__()
         if batch_size < 1:
@@ -168,15 +168,6 @@ class University1652DataModule(_Loaders):
             q = require_view(views, f"query_{self.query}", test_dir)
             g = require_view(views, f"gallery_{self.gallery}", test_dir)
             self.datasets["test"] = RetrievalItems(retrieval_items(q, g, {}), self.image_size)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 class TemplatePairsDataset(Dataset):

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import kornia.geometry.transform as KT
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from neurocorr.data.synthetic.atomic import atomic_folder
 from neurocorr.errors import DataError
 
 
@@ -178,17 +177,10 @@ def make_dataset(
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise DataError(f"synthetic data: {root} exists and is not empty (pass --overwrite to replace it)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_folder(root) as tmp:
         write_split(tmp, "train", [f"{i:04d}" for i in range(1, n_train + 1)], views, size, seed)
         write_split(tmp, "test", [f"{i:04d}" for i in range(n_train + 1, n_train + n_test + 1)], views, size, seed)
         write_localisation(tmp, n_maps, templates, map_size, seed)
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.replace(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

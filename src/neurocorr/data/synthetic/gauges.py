@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from kornia.geometry.transform import get_perspective_transform, warp_perspectiv
 from PIL import Image, ImageDraw, ImageFont
 
 from neurocorr.data.formats.label_studio import task_to_json, write_label_studio
+from neurocorr.data.synthetic.atomic import atomic_folder
 from neurocorr.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -246,16 +245,9 @@ def make_dataset(
         raise DataError(f"synthetic gauges: {root} exists and is not empty (pass --overwrite to replace it)")
     if size < 32:
         raise DataError(f"synthetic gauges: size must be >= 32 pixels, got {size}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_folder(root) as tmp:
         for i, (split, n) in enumerate(zip(SPLITS, (n_train, n_val, n_test))):
             write_split(tmp / split, n, size, seed * 10 + i + 1, split)
-        if root.exists():
-            shutil.rmtree(root)
-        tmp.replace(root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
