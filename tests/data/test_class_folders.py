@@ -59,3 +59,19 @@ def test_too_few_classes_or_images(tmp_path: Path) -> None:
     root = write_class_folders(tmp_path / "few", classes=2, per_class=3)
     with pytest.raises(DataError, match="holds 3 images"):
         ClassFoldersDataModule(root=str(root))
+
+
+def test_fast_rgb_decoding_gives_the_pixels_pil_gives(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "rgb.png")
+    Image.fromarray(pixels).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(pixels).convert("RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(pixels[..., 0].astype(np.uint16) * 200).save(tmp_path / "grey16.png")
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", quality=90)
+    for path in sorted(tmp_path.iterdir()):
+        for mode in ("RGB", "L"):
+            with Image.open(path) as img:
+                expected = np.asarray(img.convert(mode))
+            got = read_image(path, mode).numpy()
+            got = got[0] if mode == "L" else got.transpose(1, 2, 0)
+            assert np.array_equal(got, expected), (path.name, mode)
