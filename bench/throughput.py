@@ -120,33 +120,28 @@ class StepTimer(pl.Callback):
 
     def __init__(self, warmup: int, steps: int, net_calls: list) -> None:
         self.warmup, self.steps, self.net_calls = warmup, steps, net_calls
-        self.start: Optional[float] = None
-        self.elapsed: Optional[float] = None
         self.step_times: list[float] = []
-        self.samples = 0
+        self.samples = 0  # in the timed steps
         self.recording = False
+        self._last: Optional[float] = None
 
     def _sync(self, module: pl.LightningModule) -> None:
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step < self.warmup or self.elapsed is not None:
+        if trainer.global_step < self.warmup or len(self.step_times) == self.steps:
             return
         self._sync(module)
         now = time.perf_counter()
-        if self.step_times or self.start is not None:
+        if self._last is not None:
             self.step_times.append(now - self._last)
         self._last = now
-        if step == self.warmup:
-            self.start = now
-            self.recording = True
-        elif step == self.warmup + self.steps:
-            self.elapsed = now - self.start
+        if len(self.step_times) == self.steps:
             trainer.should_stop = True
-        if self.start is not None and self.elapsed is None:
-            self.samples += batch_size_of(batch)
+            return
+        self.samples += batch_size_of(batch)
+        self.recording = trainer.global_step == self.warmup
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -164,7 +159,7 @@ def batch_size_of(batch: Any) -> int:
 def record_calls(net: nn.Module, names: tuple[str, ...], timer: StepTimer) -> None:
     """Wrap ``net.<name>`` so the inputs of the first timed step are kept (detached clones)."""
     for name in names:
-        original = getattr(net, name) if name != "forward" else net.forward
+        original = getattr(net, name)
 
         def wrapped(*args: Any, _original: Callable = original, _name: str = name, **kwargs: Any) -> Any:
             if timer.recording:
@@ -246,7 +241,7 @@ def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]
     record_calls(module.net, spec.entry_points, timer)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[timer])
     trainer.fit(module, datamodule=datamodule)
-    if timer.elapsed is None:
+    if len(timer.step_times) < args.steps:
         raise RuntimeError(f"{family}: the loop ran fewer than {args.warmup + args.steps} steps (too little data?)")
     per_step = timer.samples // args.steps
     # medians of per-step times: a busy neighbour on a shared machine shifts a mean, rarely a median
@@ -262,7 +257,7 @@ def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]
         "loop_samples_per_s": round(loop, 2),
         "bare_samples_per_s": round(bare, 2),
         "ratio": round(loop / bare, 3),
-        "loop_mean_samples_per_s": round(timer.samples / timer.elapsed, 2),
+        "loop_mean_samples_per_s": round(timer.samples / sum(timer.step_times), 2),
         "threads": torch.get_num_threads(),
     }
 

@@ -57,7 +57,6 @@ class AGFusionNet(nn.Module):
             raise ConfigError(f"model.net.input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}")
         self.input_norm = input_norm
         channels = int(getattr(backbone, "out_channels"))
-        self.embedding_dim = embedding_dim
         self.feature_channels = channels
         self.backbone = backbone
         self.gate = MutualAttentionGate(channels, gate_reduction)
