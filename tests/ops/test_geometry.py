@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from neurocorr.ops.geometry import (covisible, scale_homography, shift_origin, visibility_mask, warp_image, warp_mask,
-                                    warp_points)
+from neurocorr.ops.geometry import (covisible, homography_grid, scale_homography, shift_origin, visibility_mask,
+                                    warp_image, warp_mask, warp_points)
 
 
 def rotation_about(cx: float, cy: float, deg: float, scale: float = 1.0) -> torch.Tensor:
@@ -67,3 +68,18 @@ def test_scale_homography_and_origin_shift() -> None:
     H1 = shift_origin(H, -1.0)  # H for 1-based coordinates
     assert torch.allclose(warp_points(pts + 1, H1) - 1, warp_points(pts, H), atol=1e-9)
     assert torch.allclose(shift_origin(H1, 1.0), H, atol=1e-12)
+
+
+def test_homography_grid_warps_like_warp_image() -> None:
+    g = torch.Generator().manual_seed(3)
+    image = torch.rand(2, 3, 20, 24, generator=g)
+    H = torch.eye(3).repeat(2, 1, 1)
+    H[0, :2, 2] = torch.tensor([2.5, -1.25])                                         # a shift
+    H[1] = torch.tensor([[0.9, -0.3, 4.0], [0.3, 0.9, 1.0], [1e-3, -5e-4, 1.0]])     # rotation + perspective
+    for size_to in ((20, 24), (15, 30)):
+        grid = homography_grid(H, (20, 24), size_to)
+        assert grid.shape == (2, *size_to, 2)
+        warped = torch.nn.functional.grid_sample(image, grid, align_corners=True)
+        torch.testing.assert_close(warped, warp_image(image, H, size_to), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="3, 3"):
+        homography_grid(torch.eye(2)[None], (4, 4), (4, 4))

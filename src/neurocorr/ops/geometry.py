@@ -52,6 +52,22 @@ def warp_image(image: torch.Tensor, H: torch.Tensor, size: Sequence[int], mode: 
                                padding_mode="zeros", align_corners=True)
 
 
+def homography_grid(H: torch.Tensor, size_from: Sequence[int], size_to: Sequence[int]) -> torch.Tensor:
+    """The ``F.grid_sample`` grid ``(B, H_to, W_to, 2)`` (``align_corners=True``) that warps an image
+    of ``size_from = (h, w)`` by ``H`` ``(B, 3, 3)`` into ``size_to``: output pixel centre ``p`` reads
+    the input at ``H^-1 p``. ``F.grid_sample(x, grid, align_corners=True)`` then equals
+    ``warp_image(x, H, size_to)``; one grid serves every map warped by the same ``H``."""
+    _check_h(H)
+    h_to, w_to = int(size_to[0]), int(size_to[1])
+    ys, xs = torch.meshgrid(torch.arange(h_to, dtype=H.dtype, device=H.device),
+                            torch.arange(w_to, dtype=H.dtype, device=H.device), indexing="ij")
+    centres = torch.stack([xs, ys], -1).reshape(1, -1, 2)
+    src = warp_points(centres, torch.linalg.inv(H))                                # (B, H_to*W_to, 2)
+    scale = torch.tensor([2.0 / max(int(size_from[1]) - 1, 1), 2.0 / max(int(size_from[0]) - 1, 1)],
+                         dtype=H.dtype, device=H.device)
+    return (src * scale - 1).reshape(-1, h_to, w_to, 2)
+
+
 def warp_mask(mask: torch.Tensor, H: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Warp a validity mask ``(B, 1, h, w)`` (bool or float); returns float ``(B, 1, H, W)`` in
     {0, 1}: 1 where the output pixel comes entirely from valid input."""

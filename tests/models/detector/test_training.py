@@ -10,7 +10,7 @@ import torch
 from neurocorr.errors import ConfigError
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.lightning_model import DetectorModule
-from neurocorr.models.detector.loss import ScoreMapTriplet
+from neurocorr.models.detector.loss import ScoreMapTriplet, ssim_distance, ssim_map
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import visibility_mask
 
@@ -58,6 +58,65 @@ def test_triplet_loss_margins_and_distances() -> None:
         ScoreMapTriplet("ssim", 2.0)
     with pytest.raises(ConfigError, match="distance"):
         ScoreMapTriplet("l1", 1.0)
+
+
+def test_ssim_map_equals_kornia_ssim_and_has_exact_gradients() -> None:
+    from kornia.metrics import ssim as kornia_ssim
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 2, 20, 17, generator=g), torch.rand(3, 2, 20, 17, generator=g)
+    for window in (3, 5, 7):
+        torch.testing.assert_close(ssim_map(a, b, window), kornia_ssim(a, b, window), atol=1e-5, rtol=1e-4)
+    assert torch.allclose(ssim_map(a, a), torch.ones(()), atol=1e-5)
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: ssim_map(t, y), (x,))
+    with pytest.raises(ValueError, match="one shape"):
+        ssim_map(a, b[:, :1])
+
+
+def test_triplet_loss_equals_its_two_distances() -> None:
+    g = torch.Generator().manual_seed(1)
+    a, p, n = (torch.rand(4, 1, 16, 16, generator=g) for _ in range(3))
+    mask = (torch.rand(4, 1, 16, 16, generator=g) > 0.2).float()
+    expected = torch.relu(ssim_distance(a, p, mask) - ssim_distance(a, n, mask) + 0.7).mean()
+    torch.testing.assert_close(ScoreMapTriplet("ssim", 0.7)(a, p, n, mask), expected)
+
+
+def test_border_mask_is_the_eroded_validity_inside_the_band() -> None:
+    module = tiny_module(border=2)
+    mask = torch.ones(1, 1, 12, 12)
+    mask[..., 5, 7] = 0
+    out = module._border_mask(mask)
+    expected = torch.zeros(1, 1, 12, 12)
+    expected[..., 2:-2, 2:-2] = 1
+    expected[..., 3:8, 5:10] = 0  # the 5x5 neighbourhood of the invalid pixel
+    assert torch.equal(out, expected)
+
+
+def test_descriptor_triplet_reads_positive_and_negative_at_the_warped_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    import neurocorr.models.detector.lightning_model as lm
+    from neurocorr.models.detector.keypoints import detect_keypoints, keypoint_angles
+    from neurocorr.ops.geometry import warp_points
+
+    module = tiny_module()
+    torch.manual_seed(0)
+    batch = module.on_after_batch_transfer(crops(3, 40), 0)
+    seen = {}
+    monkeypatch.setattr(lm, "descriptor_triplet", lambda a, p, n, valid, margin: seen.update(a=a, p=p, n=n) or a.sum() * 0)
+    module.eval()  # batch norm in eval mode: the network's outputs do not depend on the batch
+    module.compute_loss(batch)
+    out1, out2 = module.net(batch["image1"]), module.net(batch["image2"])
+    kp = detect_keypoints(out1.score, out1.orientation, module.desc_top_k, 0.0, module.nms_window, module.border)
+    xy2 = warp_points(kp.xy, batch["H"].float())
+    for b in range(3):
+        j = (b - 1) % 3  # the negative of sample b is warped image b-1, read at b's warped points in its own orientation
+        expect_p = module.descriptor(out2.features[b : b + 1], xy2[b : b + 1], keypoint_angles(out2.orientation[b : b + 1], xy2[b : b + 1]))
+        expect_n = module.descriptor(out2.features[j : j + 1], xy2[b : b + 1], keypoint_angles(out2.orientation[j : j + 1], xy2[b : b + 1]))
+        expect_a = module.descriptor(out1.features[b : b + 1], kp.xy[b : b + 1], kp.angle[b : b + 1])
+        torch.testing.assert_close(seen["p"][b : b + 1], expect_p, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(seen["n"][b : b + 1], expect_n, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(seen["a"][b : b + 1], expect_a, atol=1e-5, rtol=1e-4)
 
 
 def test_loss_decreases_over_a_few_steps_on_the_cpu() -> None:

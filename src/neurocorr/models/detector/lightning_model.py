@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from neurocorr.metrics.repeatability import Repeatability, evaluate_pair
@@ -30,7 +31,7 @@ from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, key
 from neurocorr.models.detector.loss import ScoreMapTriplet, descriptor_triplet
 from neurocorr.models.detector.table import format_table, summarise, write_csv
 from neurocorr.models.detector.torch_model import EquivariantDetector
-from neurocorr.ops.geometry import inside, warp_image, warp_mask, warp_points
+from neurocorr.ops.geometry import homography_grid, inside, warp_image, warp_mask, warp_points
 from neurocorr.ops.matching import match_mnn
 from neurocorr.errors import ConfigError
 
@@ -126,10 +127,11 @@ class DetectorModule(NeurocorrModule):
         if "image" in batch:  # training crops: warp on the device, image and mask together
             image = batch.pop("image").float() / 255.0
             H = self.random_homographies(image)
-            size = image.shape[-2:]
+            # one sampling grid warps the image and its mask here and the score map in the loss
+            grid = homography_grid(H, image.shape[-2:], image.shape[-2:]).to(image.dtype)
             mask = torch.ones_like(image[:, :1])
-            warped = warp_image(torch.cat([image, mask], 1), H, size)
-            batch.update(image1=image, image2=warped[:, :-1], H=H, mask2=(warped[:, -1:] > 0.999).float())
+            warped = F.grid_sample(torch.cat([image, mask], 1), grid, align_corners=True)
+            batch.update(image1=image, image2=warped[:, :-1], H=H, mask2=(warped[:, -1:] > 0.999).float(), grid=grid)
         else:
             for key in ("image1", "image2"):
                 batch[key] = batch[key].float() / 255.0
@@ -144,8 +146,11 @@ class DetectorModule(NeurocorrModule):
         m = torch.zeros_like(mask)
         b = self.border
         m[..., b:-b, b:-b] = 1
-        # erode the warped validity mask too: keep pixels whose neighbourhood is valid
-        eroded = -torch.nn.functional.max_pool2d(-mask, 2 * b + 1, stride=1, padding=b)
+        # erode the warped validity mask too: keep pixels whose (2b+1)^2 neighbourhood is valid
+        # (a square min is a min over rows of a min over columns: two 1-D pools, several times cheaper)
+        k = 2 * b + 1
+        eroded = -F.max_pool2d(-mask, (1, k), stride=1, padding=(0, b))
+        eroded = -F.max_pool2d(eroded.neg(), (k, 1), stride=1, padding=(b, 0))
         return m * eroded
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -155,7 +160,8 @@ class DetectorModule(NeurocorrModule):
         out1, out2 = self.net(image1), self.net(image2)
         size = image2.shape[-2:]
         mask = self._border_mask(batch["mask2"])
-        anchor = warp_image(out1.score, H, size)
+        grid = batch.get("grid")
+        anchor = warp_image(out1.score, H, size) if grid is None else F.grid_sample(out1.score, grid, align_corners=True)
         positive, negative = out2.score, out2.score.roll(1, 0)
         kp_loss = self.loss_fn(anchor, positive, negative, mask)
         loss = kp_loss
@@ -165,10 +171,14 @@ class DetectorModule(NeurocorrModule):
                                   self.border)
             xy2 = warp_points(kp.xy, H)
             valid = kp.valid & inside(xy2, size, self.border)
-            angle2 = keypoint_angles(out2.orientation, xy2)
+            # positive: warped image b at xy2[b]; negative: warped image b-1 (the batch rolled) at the same xy2[b],
+            # in that image's own orientation. Image j is read at its own points and at xy2[j+1] in one call,
+            # and the second half is rolled back, rather than copying rolled feature maps.
+            k = xy2.shape[1]
+            xy2_both = torch.cat([xy2, xy2.roll(-1, 0)], 1)                                   # (B, 2K, 2)
+            d_2 = self.descriptor(out2.features, xy2_both, keypoint_angles(out2.orientation, xy2_both))
+            d_p, d_n = d_2[:, :k], d_2[:, k:].roll(1, 0)
             d_a = self.descriptor(out1.features, kp.xy, kp.angle)
-            d_p = self.descriptor(out2.features, xy2, angle2)
-            d_n = self.descriptor(out2.features.roll(1, 0), xy2, angle2.roll(1, 0))
             desc_loss = descriptor_triplet(d_a, d_p, d_n, valid, self.desc_margin)
             loss = loss + self.desc_weight * desc_loss
             result["desc_loss"] = desc_loss
