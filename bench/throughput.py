@@ -7,7 +7,8 @@ For every family's default experiment this runs, in one process:
   steps after ``--warmup`` steps, from one batch start to the batch start ``--steps`` later;
 * ``bare``: the family's network alone on the very tensors it received in the loop (captured
   after ``on_after_batch_transfer``): the same network calls, forward + backward (sum of the
-  outputs' means) + AdamW step, nothing else;
+  outputs' means) + AdamW step, nothing else; one bare step runs between every two timed loop
+  steps (and is not counted in the loop's time), so both see the same machine state;
 
 and reports samples/s of both and their ratio (loop / bare) as JSON and a Markdown table.
 
@@ -115,37 +116,61 @@ def compose_config(overrides: list[str], root: Path) -> DictConfig:
 
 
 class StepTimer(pl.Callback):
-    """Times ``steps`` training steps after ``warmup``, each from its batch start to the next batch
-    start (so data loading is inside), and keeps the network inputs of the first timed step."""
+    """Interleaves the two measurements inside one ``trainer.fit``, so that both see the same machine
+    state (a shared CPU's load, clock and caches drift between two separate runs by more than the
+    gap being measured):
 
-    def __init__(self, warmup: int, steps: int, net_calls: list) -> None:
+    * the inputs of the network calls of the first timed step are kept (``net_calls``);
+    * after every timed loop step, one bare step (network alone, :class:`BareStep`) runs and is timed;
+    * a loop step is timed from its batch start to the next batch start, less the bare step in between.
+
+    Loop steps count after ``warmup`` steps, bare steps after ``bare_warmup`` of their own; it stops the
+    fit once both have ``steps`` times.
+    """
+
+    def __init__(self, warmup: int, steps: int, net_calls: list, precision: str = "32-true", bare_warmup: int = 3) -> None:
         self.warmup, self.steps, self.net_calls = warmup, steps, net_calls
+        self.precision, self.bare_warmup = precision, bare_warmup
         self.step_times: list[float] = []
-        self.samples = 0  # in the timed steps
+        self.bare_times: list[float] = []
+        self.batch_size = 0
         self.recording = False
+        self._bare: Optional[BareStep] = None
+        self._bare_runs = 0
         self._last: Optional[float] = None
+        self._pause = 0.0
 
-    def _sync(self, module: pl.LightningModule) -> None:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
+    @property
+    def done(self) -> bool:
+        return len(self.step_times) >= self.steps and len(self.bare_times) >= self.steps
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if trainer.global_step < self.warmup or len(self.step_times) == self.steps:
+        if trainer.global_step < self.warmup:
             return
-        self._sync(module)
+        _sync(module.device)
         now = time.perf_counter()
-        if self._last is not None:
-            self.step_times.append(now - self._last)
-        self._last = now
-        if len(self.step_times) == self.steps:
+        if self._last is not None and len(self.step_times) < self.steps:
+            self.step_times.append(now - self._last - self._pause)
+        self._last, self._pause = now, 0.0
+        if self.done:
             trainer.should_stop = True
             return
-        self.samples += batch_size_of(batch)
-        self.recording = trainer.global_step == self.warmup
+        self.batch_size = self.batch_size or batch_size_of(batch)
+        self.recording = not self.net_calls
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self.recording = False
+        if self._last is None or not self.net_calls or len(self.bare_times) >= self.steps:
+            return
+        start = time.perf_counter()
+        if self._bare is None:
+            self._bare = BareStep(module, self.net_calls, self.precision)
+        seconds = self._bare()
+        if self._bare_runs >= self.bare_warmup:
+            self.bare_times.append(seconds)
+        self._bare_runs += 1
+        self._pause += time.perf_counter() - start
 
 
 def batch_size_of(batch: Any) -> int:
@@ -187,36 +212,34 @@ def output_scalar(out: Any) -> torch.Tensor:
     return torch.zeros(())
 
 
-def bare_step_times(module: pl.LightningModule, calls: list, warmup: int, steps: int, precision: str) -> list[float]:
-    """Seconds per step of the network alone: the recorded calls, backward, AdamW step."""
-    net = module.net
-    net.train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-6)
-    device = module.device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            total = sum(output_scalar(getattr(net, name)(*args, **kwargs)) for name, args, kwargs in calls)
-        total.backward()
-        optimizer.step()
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+class BareStep:
+    """One step of the network alone on the recorded calls: forward (the same methods, the same
+    tensors), backward of the sum of the outputs' means, AdamW step. ``__call__`` -> seconds."""
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        sync()
+    def __init__(self, module: pl.LightningModule, calls: list, precision: str) -> None:
+        self.net, self.calls, self.device = module.net, calls, module.device
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=1e-6)
+        self.bf16 = precision.startswith("bf16")
+
+    def __call__(self) -> float:
+        # fresh copies each step, as the loop's tensors are: one fixed buffer can sit at an address
+        # that oneDNN handles unusually fast or slow for a whole run
+        calls = [(name, [a.clone() if torch.is_tensor(a) else a for a in args], kwargs) for name, args, kwargs in self.calls]
+        _sync(self.device)
         start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            total = sum(output_scalar(getattr(self.net, name)(*args, **kwargs)) for name, args, kwargs in calls)
+        total.backward()
+        self.optimizer.step()
+        _sync(self.device)
+        return time.perf_counter() - start
 
 
 def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]:
@@ -226,7 +249,7 @@ def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]
                           *args.override], root)
     with open_dict(cfg):
         cfg.trainer.max_epochs = 1000
-        cfg.trainer.max_steps = args.warmup + args.steps + 1
+        cfg.trainer.max_steps = args.warmup + args.steps + 8  # the timer stops the fit once both counts are full
         cfg.trainer.limit_val_batches = 0
         cfg.trainer.num_sanity_val_steps = 0
         cfg.trainer.enable_checkpointing = False
@@ -237,16 +260,17 @@ def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]
     datamodule = instantiate(cfg.data)
     module = build_model(cfg.model)
     calls: list = []
-    timer = StepTimer(args.warmup, args.steps, calls)
+    timer = StepTimer(args.warmup, args.steps, calls, str(cfg.trainer.precision))
     record_calls(module.net, spec.entry_points, timer)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[timer])
     trainer.fit(module, datamodule=datamodule)
-    if len(timer.step_times) < args.steps:
-        raise RuntimeError(f"{family}: the loop ran fewer than {args.warmup + args.steps} steps (too little data?)")
-    per_step = timer.samples // args.steps
+    if not timer.done:
+        raise RuntimeError(f"{family}: the loop ran fewer than {args.warmup + args.steps + timer.bare_warmup + 1} "
+                           "steps (too little data?)")
+    per_step = timer.batch_size
     # medians of per-step times: a busy neighbour on a shared machine shifts a mean, rarely a median
     loop = per_step / statistics.median(timer.step_times)
-    bare = per_step / statistics.median(bare_step_times(module, calls, args.warmup, args.steps, str(cfg.trainer.precision)))
+    bare = per_step / statistics.median(timer.bare_times)
     shapes = sorted({tuple(a.shape) for _, call_args, _ in calls for a in call_args if torch.is_tensor(a)})
     return {
         "family": family,
@@ -257,7 +281,8 @@ def measure(family: str, spec: Spec, args: argparse.Namespace) -> dict[str, Any]
         "loop_samples_per_s": round(loop, 2),
         "bare_samples_per_s": round(bare, 2),
         "ratio": round(loop / bare, 3),
-        "loop_mean_samples_per_s": round(timer.samples / sum(timer.step_times), 2),
+        "loop_mean_samples_per_s": round(per_step * len(timer.step_times) / sum(timer.step_times), 2),
+        "bare_mean_samples_per_s": round(per_step * len(timer.bare_times) / sum(timer.bare_times), 2),
         "threads": torch.get_num_threads(),
     }
 
@@ -288,7 +313,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     args.data_dir.mkdir(parents=True, exist_ok=True)
     results = []
+    threads = torch.get_num_threads()
     for family in args.families:
+        torch.set_num_threads(threads)  # a family may set its own (model.torch_threads); the next starts afresh
         result = measure(family, specs(args.mode)[family], args)
         print(json.dumps(result), flush=True)
         results.append(result)

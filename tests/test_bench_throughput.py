@@ -30,7 +30,7 @@ def test_cpu_run_writes_json_and_markdown(tmp_path: Path) -> None:
     (result,) = json.loads((tmp_path / "out" / "throughput_cpu.json").read_text())
     assert result["family"] == "agfusion" and result["batch_size"] == 8
     assert result["input_shapes"] == [[8, 3, 32, 32]]  # the network's own inputs were captured
-    assert result["loop_samples_per_s"] > 0 and result["bare_samples_per_s"] > 0
+    assert result["loop_samples_per_s"] > 0 and result["bare_samples_per_s"] > 0 and result["bare_mean_samples_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["loop_samples_per_s"] / result["bare_samples_per_s"], rel=1e-2)
     assert "| agfusion | 8 |" in (tmp_path / "out" / "throughput_cpu.md").read_text()
 

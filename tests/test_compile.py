@@ -33,8 +33,12 @@ class StepRecorder(Callback):
 
 
 def fit_one_step(make_cfg, root: Path, compile_value: str) -> tuple[pl.LightningModule, pl.Trainer, StepRecorder]:
-    """One training step of the tiny agfusion module (32x32 images, batch 4) from the composed config."""
-    cfg = make_cfg(*TINY_SHAPES, "data.batch_size=4", f"model.compile={compile_value}", root=root)
+    """One training step of the tiny agfusion module (32x32 images, batch 4) from the composed config.
+
+    Augmentation is off: the comparison is of the network, and one augmented draw of these 4 flat
+    synthetic images left a BatchNorm channel with almost no variance, which amplified float
+    rounding to a 3% gradient difference (the loss still agreed to 1e-4)."""
+    cfg = make_cfg(*TINY_SHAPES, "data.batch_size=4", "model.augment=false", f"model.compile={compile_value}", root=root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = run.build_model(cfg.model)

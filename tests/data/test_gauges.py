@@ -51,3 +51,21 @@ def test_data_module_batches_and_missing_root(tmp_path: Path) -> None:
     torch.testing.assert_close(item["points"], (torch.from_numpy(task.points) + 0.5) * 0.5 - 0.5)
     with pytest.raises(DataError, match="python -m neurocorr.data.synthetic.gauges"):
         GaugesDataModule(root=str(tmp_path / "nothing"))
+
+
+def test_setup_preloads_the_stage_splits_and_names_a_bad_image(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "g", n_train=3, n_val=2, n_test=2, size=64)
+    dm = GaugesDataModule(root=str(root), image_size=32, batch_size=2)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]._images) == 3 and len(dm.datasets["val"]._images) == 2
+    assert not dm.datasets["test"]._images  # not needed for fit
+    # preloaded pixels are the ones a lazy read gives
+    lazy = GaugesDataModule(root=str(root), image_size=32, batch_size=2, cache=False)
+    assert torch.equal(dm.datasets["train"][1]["image"], lazy.datasets["train"][1]["image"])
+    lazy.setup("fit")
+    assert not lazy.datasets["train"]._images  # cache=false decodes on every access
+    # a broken test image fails at setup("test"), naming its file
+    bad = dm.datasets["test"].tasks[0].image
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=bad.name):
+        GaugesDataModule(root=str(root), image_size=32, batch_size=2).setup("test")

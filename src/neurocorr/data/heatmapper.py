@@ -32,7 +32,8 @@ class GaugeKeypoints(Dataset):
     """Images resized to ``image_size`` x ``image_size`` with their keypoints moved accordingly.
 
     Label Studio stores percentages, so points are scaled by ``image_size / original size``
-    whatever the size of the file on disk. ``cache`` keeps the resized uint8 images in memory.
+    whatever the size of the file on disk. ``cache`` keeps the resized uint8 images in memory
+    (``3 * image_size**2`` bytes each); :meth:`preload` fills it in one pass, before training.
     """
 
     def __init__(self, tasks: list[KeypointTask], image_size: int, cache: bool = True) -> None:
@@ -57,6 +58,13 @@ class GaugeKeypoints(Dataset):
         if self.cache:
             self._images[index] = image
         return image
+
+    def preload(self) -> None:
+        """Decode and resize every image now (with ``cache``), so that no training step waits on a
+        decoder; a bad file fails here, naming its task, before any step has run."""
+        if self.cache:
+            for index in range(len(self.tasks)):
+                self._image(index)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         task = self.tasks[index]
@@ -131,6 +139,12 @@ class GaugesDataModule(SplitLoaders):
             if not split_tasks[s]:
                 raise DataError(f"gauge data {source}: the {s} split is empty")
         self.datasets = {s: GaugeKeypoints(split_tasks[s], image_size, cache) for s in SPLITS}
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """With ``cache``, decode the images of the stage's splits once, here, outside the loop."""
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage or "", SPLITS)
+        for split in splits:
+            self.datasets[split].preload()
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]

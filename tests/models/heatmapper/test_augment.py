@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from neurocorr.models.heatmapper.augment import KeypointAugment
+from neurocorr.models.heatmapper.augment import KeypointAugment, affine_grid
 from neurocorr.ops.heatmaps import render_gaussian_heatmaps
 from neurocorr.ops.peaks import find_peaks
 
@@ -52,3 +52,27 @@ def test_points_leaving_the_image_are_dropped_and_photometric_stays_in_range() -
     # rotation and scale about the centre (15.5, 15.5): distance 0.5 * sqrt(2) becomes 1.5 times that
     radius = (moved[:, 1] - 15.5).norm(dim=-1)
     assert torch.allclose(radius, torch.full((8,), 1.5 * 0.5 * 2**0.5), atol=1e-4)
+
+
+def test_affine_grid_warps_like_kornia_warp_affine() -> None:
+    from kornia.geometry.transform import warp_affine
+
+    torch.manual_seed(2)
+    images = torch.rand(4, 3, 24, 30)
+    matrix = KeypointAugment(180.0, (0.7, 1.3), 0.2).sample_matrix(4, 24, 30, images.device)
+    warped = torch.nn.functional.grid_sample(images, affine_grid(matrix, (24, 30), (24, 30)), align_corners=True)
+    torch.testing.assert_close(warped, warp_affine(images, matrix, (24, 30), align_corners=True), atol=1e-5, rtol=1e-4)
+
+
+def test_brightness_and_contrast_keep_the_mean_up_to_the_bias() -> None:
+    torch.manual_seed(4)
+    images = 0.25 + 0.5 * torch.rand(8, 3, 16, 16)  # away from the clamp
+    no_warp = KeypointAugment(rotation=0.0, scale=(1.0, 1.0), translate=0.0, brightness=0.1, contrast=0.2)
+    torch.manual_seed(5)
+    out, _, _ = no_warp(images, torch.zeros(8, 1, 2) + 8, torch.zeros(8, 1, dtype=torch.long))
+    torch.manual_seed(5)
+    no_warp.sample_matrix(8, 16, 16, images.device)  # the same draws as in forward
+    gain = 1 + (torch.rand(8, 1, 1, 1) * 2 - 1) * 0.2
+    bias = (torch.rand(8, 1, 1, 1) * 2 - 1) * 0.1
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(out, ((images - mean) * gain + mean + bias).clamp(0, 1), atol=1e-5, rtol=1e-5)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+import torch.nn.functional as F
+from kornia.geometry.transform import get_rotation_matrix2d
 from torch import nn
 
 
@@ -16,13 +17,32 @@ def transform_points(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor
     return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, :, 2].unsqueeze(1)
 
 
+def affine_grid(matrix: torch.Tensor, size_from: Sequence[int], size_to: Sequence[int]) -> torch.Tensor:
+    """The ``F.grid_sample`` grid ``(B, H_to, W_to, 2)`` (``align_corners=True``) of the affine map
+    ``matrix`` ``(B, 2, 3)`` (source -> destination pixels): output pixel ``p`` reads the source at
+    ``A^-1 (p - t)``. The same warp as ``kornia.geometry.transform.warp_affine``, built in one
+    ``F.affine_grid`` call."""
+    m = matrix.double()
+    inv = torch.linalg.inv(m[:, :, :2])
+    src_of_dst = torch.cat([inv, -(inv @ m[:, :, 2:])], 2)                   # destination px -> source px
+    (h_from, w_from), (h_to, w_to) = size_from, size_to
+    # normalised destination -> destination px -> source px -> normalised source (align_corners=True)
+    to_px = torch.tensor([[(w_to - 1) / 2, 0, (w_to - 1) / 2], [0, (h_to - 1) / 2, (h_to - 1) / 2], [0, 0, 1]],
+                         dtype=m.dtype, device=m.device)
+    to_norm = torch.tensor([[2 / max(w_from - 1, 1), 0, -1], [0, 2 / max(h_from - 1, 1), -1]], dtype=m.dtype, device=m.device)
+    src3 = torch.cat([src_of_dst, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=m.dtype, device=m.device).expand(len(m), 1, 3)], 1)
+    theta = to_norm @ src3 @ to_px
+    return F.affine_grid(theta.float(), [len(m), 1, h_to, w_to], align_corners=True)
+
+
 def warp_with_points(
     images: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Warp images ``(B, C, H, W)`` and points ``(B, N, 2)`` by ``matrix`` ``(B, 2, 3)`` (source ->
     destination pixels, pixel centres at integer coordinates); points leaving the image get label -1."""
     h, w = images.shape[-2:]
-    warped = warp_affine(images, matrix.to(images.dtype), (h, w), align_corners=True, padding_mode="zeros")
+    warped = F.grid_sample(images, affine_grid(matrix, (h, w), (h, w)).to(images.dtype), mode="bilinear",
+                           padding_mode="zeros", align_corners=True)
     moved = transform_points(points, matrix.to(points.dtype))
     inside = (moved[..., 0] >= -0.5) & (moved[..., 0] <= w - 0.5) & (moved[..., 1] >= -0.5) & (moved[..., 1] <= h - 0.5)
     return warped, moved, torch.where(inside, labels, torch.full_like(labels, -1))
@@ -60,5 +80,6 @@ class KeypointAugment(nn.Module):
         gain = 1 + (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.contrast
         bias = (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.brightness
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
-        images = ((images - mean) * gain + mean + bias).clamp(0, 1)
+        # (x - mean) * gain + mean + bias, as one multiply-add
+        images = torch.addcmul(mean * (1 - gain) + bias, images, gain).clamp_(0, 1)
         return images, points, labels
