@@ -10,21 +10,34 @@ import pytest
 import torch
 
 from neurocorr import run
+from neurocorr.models.base import NeurocorrModule
 from tests.conftest import CONF, TINY_DATA, TINY_SHAPES
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment: str) -> None:
+def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     family = experiment.split("_")[0]
     assert family in TINY_DATA, f"register a tiny-data maker for {family} in tests/conftest.py TINY_DATA"
     overrides = TINY_DATA[family](tmp_path)
     cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run", "trainer.accelerator=cpu", *overrides)
+    step_logs: list[tuple[str, object]] = []
+    log = NeurocorrModule.log
+
+    def spy(self, name, value, *args, **kwargs):  # noqa: ANN001, ANN202
+        if self._current_fx_name == "training_step":
+            step_logs.append((name, kwargs.get("on_step", True)))  # Lightning's default in training_step: on_step
+        return log(self, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(NeurocorrModule, "log", spy)
     value = run.train(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert cfg.optimized_metric in metrics
     assert value == pytest.approx(metrics[cfg.optimized_metric], nan_ok=True)
+    # training steps log epoch means only: a per-step value is read back to the host every step
+    assert step_logs and all(on_step is False for _, on_step in step_logs), step_logs
 
 
 def _tiny(*extra: str) -> list[str]:

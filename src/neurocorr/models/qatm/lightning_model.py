@@ -62,7 +62,9 @@ class QATMModule(NeurocorrModule):
         drone, sat = self.net.embed(batch["drone"]), self.net.embed(batch["satellite"])
         y = batch["label"]
         loss = 0.5 * (self.loss(drone, y, sat, y) + self.loss(sat, y, drone, y))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        # epoch means only: a per-step value in the progress bar is read back (.item()) every step,
+        # a host sync on a GPU
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
         return loss
 
     # ------------------------------------------------------------------ evaluation
