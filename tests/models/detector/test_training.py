@@ -73,6 +73,10 @@ def test_ssim_map_equals_kornia_ssim_and_has_exact_gradients() -> None:
     assert torch.autograd.gradcheck(lambda t: ssim_map(t, y), (x,))
     with pytest.raises(ValueError, match="one shape"):
         ssim_map(a, b[:, :1])
+    # bf16 maps (GPU autocast) are compared in float32
+    half = ssim_map(a.bfloat16(), b.bfloat16())
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, ssim_map(a.bfloat16().float(), b.bfloat16().float()))
 
 
 def test_triplet_loss_equals_its_two_distances() -> None:
