@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from neurocorr.ops.geometry import (covisible, homography_grid, scale_homography, shift_origin, visibility_mask,
+from neurocorr.ops.geometry import (affine_grid, covisible, homography_grid, scale_homography, shift_origin, visibility_mask,
                                     warp_image, warp_mask, warp_points)
 
 
@@ -83,3 +83,15 @@ def test_homography_grid_warps_like_warp_image() -> None:
         torch.testing.assert_close(warped, warp_image(image, H, size_to), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="3, 3"):
         homography_grid(torch.eye(2)[None], (4, 4), (4, 4))
+
+
+def test_affine_grid_warps_like_kornia_warp_affine() -> None:
+    from kornia.geometry.transform import warp_affine
+
+    from neurocorr.models.heatmapper.augment import KeypointAugment
+
+    torch.manual_seed(2)
+    images = torch.rand(4, 3, 24, 30)
+    matrix = KeypointAugment(180.0, (0.7, 1.3), 0.2).sample_matrix(4, 24, 30, images.device)
+    warped = torch.nn.functional.grid_sample(images, affine_grid(matrix, (24, 30), (24, 30)), align_corners=True)
+    torch.testing.assert_close(warped, warp_affine(images, matrix, (24, 30), align_corners=True), atol=1e-5, rtol=1e-4)

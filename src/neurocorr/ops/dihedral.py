@@ -8,15 +8,18 @@ rotations, the two flips and the two diagonal reflections, each drawn with proba
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 from torch import nn
 
 
+@functools.lru_cache(maxsize=16)
 def dihedral_index(size: int, device: Optional[torch.device] = None) -> torch.Tensor:
     """``(8, size * size)`` long: row ``k`` lists, for each output pixel, the flat input pixel that
-    element ``k`` moves there."""
+    element ``k`` moves there. Cached per (size, device): every training batch asks for the same
+    table (callers index it, never write to it)."""
     grid = torch.arange(size * size, device=device).view(size, size)
     rows = [torch.rot90(grid.t() if k >= 4 else grid, k % 4, dims=(0, 1)).reshape(-1) for k in range(8)]
     return torch.stack(rows)

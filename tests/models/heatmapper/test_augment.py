@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from neurocorr.models.heatmapper.augment import KeypointAugment, affine_grid
+from neurocorr.models.heatmapper.augment import KeypointAugment
 from neurocorr.ops.heatmaps import render_gaussian_heatmaps
 from neurocorr.ops.peaks import find_peaks
 
@@ -52,16 +52,6 @@ def test_points_leaving_the_image_are_dropped_and_photometric_stays_in_range() -
     # rotation and scale about the centre (15.5, 15.5): distance 0.5 * sqrt(2) becomes 1.5 times that
     radius = (moved[:, 1] - 15.5).norm(dim=-1)
     assert torch.allclose(radius, torch.full((8,), 1.5 * 0.5 * 2**0.5), atol=1e-4)
-
-
-def test_affine_grid_warps_like_kornia_warp_affine() -> None:
-    from kornia.geometry.transform import warp_affine
-
-    torch.manual_seed(2)
-    images = torch.rand(4, 3, 24, 30)
-    matrix = KeypointAugment(180.0, (0.7, 1.3), 0.2).sample_matrix(4, 24, 30, images.device)
-    warped = torch.nn.functional.grid_sample(images, affine_grid(matrix, (24, 30), (24, 30)), align_corners=True)
-    torch.testing.assert_close(warped, warp_affine(images, matrix, (24, 30), align_corners=True), atol=1e-5, rtol=1e-4)
 
 
 def test_brightness_and_contrast_keep_the_mean_up_to_the_bias() -> None:

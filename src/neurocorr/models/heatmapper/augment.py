@@ -11,28 +11,12 @@ import torch.nn.functional as F
 from kornia.geometry.transform import get_rotation_matrix2d
 from torch import nn
 
+from neurocorr.ops.geometry import affine_grid
+
 
 def transform_points(points: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Apply ``matrix`` ``(B, 2, 3)`` to ``points`` ``(B, N, 2)`` (x, y) pixels."""
     return points @ matrix[:, :, :2].transpose(1, 2) + matrix[:, :, 2].unsqueeze(1)
-
-
-def affine_grid(matrix: torch.Tensor, size_from: Sequence[int], size_to: Sequence[int]) -> torch.Tensor:
-    """The ``F.grid_sample`` grid ``(B, H_to, W_to, 2)`` (``align_corners=True``) of the affine map
-    ``matrix`` ``(B, 2, 3)`` (source -> destination pixels): output pixel ``p`` reads the source at
-    ``A^-1 (p - t)``. The same warp as ``kornia.geometry.transform.warp_affine``, built in one
-    ``F.affine_grid`` call."""
-    m = matrix.double()
-    inv = torch.linalg.inv(m[:, :, :2])
-    src_of_dst = torch.cat([inv, -(inv @ m[:, :, 2:])], 2)                   # destination px -> source px
-    (h_from, w_from), (h_to, w_to) = size_from, size_to
-    # normalised destination -> destination px -> source px -> normalised source (align_corners=True)
-    to_px = torch.tensor([[(w_to - 1) / 2, 0, (w_to - 1) / 2], [0, (h_to - 1) / 2, (h_to - 1) / 2], [0, 0, 1]],
-                         dtype=m.dtype, device=m.device)
-    to_norm = torch.tensor([[2 / max(w_from - 1, 1), 0, -1], [0, 2 / max(h_from - 1, 1), -1]], dtype=m.dtype, device=m.device)
-    src3 = torch.cat([src_of_dst, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=m.dtype, device=m.device).expand(len(m), 1, 3)], 1)
-    theta = to_norm @ src3 @ to_px
-    return F.affine_grid(theta.float(), [len(m), 1, h_to, w_to], align_corners=True)
 
 
 def warp_with_points(
