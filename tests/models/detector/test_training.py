@@ -77,6 +77,12 @@ def test_ssim_map_equals_kornia_ssim_and_has_exact_gradients() -> None:
     half = ssim_map(a.bfloat16(), b.bfloat16())
     assert half.dtype == torch.float32
     torch.testing.assert_close(half, ssim_map(a.bfloat16().float(), b.bfloat16().float()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the blur's matmuls stay in float32 under autocast
+        autocast = ssim_map(a, b)
+    assert autocast.dtype == torch.float32
+    torch.testing.assert_close(autocast, ssim_map(a, b))
+    with pytest.raises(ValueError, match="larger than 3 px"):
+        ssim_map(a[..., :3, :3], b[..., :3, :3], 7)
 
 
 def test_triplet_loss_equals_its_two_distances() -> None:

@@ -33,6 +33,7 @@ from neurocorr.models.detector.table import format_table, summarise, write_csv
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import homography_grid, inside, warp_image, warp_mask, warp_points
 from neurocorr.ops.matching import match_mnn
+from neurocorr.ops.peaks import running_max
 from neurocorr.errors import ConfigError
 
 
@@ -147,10 +148,9 @@ class DetectorModule(NeurocorrModule):
         b = self.border
         m[..., b:-b, b:-b] = 1
         # erode the warped validity mask too: keep pixels whose (2b+1)^2 neighbourhood is valid
-        # (a square min is a min over rows of a min over columns: two 1-D pools, several times cheaper)
+        # (a square min is a min over rows of a min over columns: two 1-D running maxima of -mask)
         k = 2 * b + 1
-        eroded = -F.max_pool2d(-mask, (1, k), stride=1, padding=(0, b))
-        eroded = -F.max_pool2d(eroded.neg(), (k, 1), stride=1, padding=(b, 0))
+        eroded = -running_max(running_max(-mask, k, -1), k, -2)
         return m * eroded
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

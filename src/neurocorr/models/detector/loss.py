@@ -13,6 +13,8 @@ score of another warped image of the batch, all compared inside a validity mask.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from kornia.filters import get_gaussian_kernel1d
@@ -27,30 +29,44 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch
     return (x * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=eps)
 
 
+@functools.lru_cache(maxsize=64)
+def _blur_matrix(n: int, window: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(n, n)`` matrix ``M`` such that ``M @ x`` blurs ``x`` ``(..., n, m)`` along its rows with a
+    Gaussian window (kornia's taps) and reflect padding: the padding is folded into the matrix."""
+    r = window // 2
+    if r >= n:
+        raise ValueError(f"a {window}-tap window needs maps larger than {r} px, got {n}")
+    taps = get_gaussian_kernel1d(window, sigma, dtype=torch.float64)[0]
+    source = (torch.arange(n)[:, None] + torch.arange(window)[None] - r).abs()     # reflect at 0
+    source = torch.where(source > n - 1, 2 * (n - 1) - source, source)               # reflect at n - 1
+    matrix = torch.zeros(n, n, dtype=torch.float64).scatter_add_(1, source, taps.expand(n, window).contiguous())
+    return matrix.to(dtype=dtype, device=device)
+
+
 def _gaussian_blur(x: torch.Tensor, window: int, sigma: float = 1.5) -> torch.Tensor:
     """Separable Gaussian blur of ``x`` ``(B, C, H, W)`` with reflect padding (kornia's SSIM window),
-    as weighted sums of shifted views: on small maps this is several times faster, forward and
-    backward, than oneDNN's depthwise convolution, which reorders the channels around every call."""
-    taps = get_gaussian_kernel1d(window, sigma, dtype=torch.float64)[0].tolist()
-    r = window // 2
-    x = F.pad(x, (r, r, r, r), mode="reflect")
-    h, w = x.shape[-2] - 2 * r, x.shape[-1] - 2 * r
-    rows = sum(t * x[..., i : i + h, :] for i, t in enumerate(taps))
-    return sum(t * rows[..., j : j + w] for j, t in enumerate(taps))
+    as ``G_H @ x @ G_W^T`` with banded ``(H, H)`` and ``(W, W)`` matrices. On the detector's 64 px maps
+    this is 6x faster forward + backward than 2 x ``window`` shifted views (whose backward allocates
+    a padded gradient per view) and than oneDNN's depthwise convolution (which reorders the channels
+    around every call)."""
+    h, w = x.shape[-2:]
+    rows = _blur_matrix(h, window, sigma, x.dtype, x.device)
+    cols = rows if w == h else _blur_matrix(w, window, sigma, x.dtype, x.device)
+    return rows @ x @ cols.T
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 5, max_val: float = 1.0, eps: float = 1e-12) -> torch.Tensor:
     """SSIM map ``(B, C, H, W)`` of maps ``a``, ``b`` ``(B, C, H, W)``: the values of
     ``kornia.metrics.ssim(a, b, window, max_val, eps, padding="same")`` (Gaussian window, sigma 1.5,
     reflect padding), with the five local moments blurred together in one stacked pass
-    (:func:`_gaussian_blur`): about 3.5x faster forward + backward on the detector's 64 px maps.
-    Half-precision maps (bf16 autocast) are compared in float32, as kornia does: their second
-    moments would lose the variance to rounding."""
+    (:func:`_gaussian_blur`). It is computed in float32 whatever the inputs and the autocast state:
+    in bf16 the second moments would lose the variance to rounding (kornia also casts up)."""
     if a.dim() != 4 or a.shape != b.shape:
         raise ValueError(f"ssim_map expects two (B, C, H, W) maps of one shape, got {tuple(a.shape)}, {tuple(b.shape)}")
     if a.dtype in (torch.float16, torch.bfloat16) or b.dtype in (torch.float16, torch.bfloat16):
         a, b = a.float(), b.float()
-    moments = _gaussian_blur(torch.cat([a, b, a * a, b * b, a * b], 1), window)
+    with torch.autocast(a.device.type, enabled=False):  # autocast would run the blur's matmuls in bf16
+        moments = _gaussian_blur(torch.cat([a, b, a * a, b * b, a * b], 1), window)
     mu_a, mu_b, e_aa, e_bb, e_ab = moments.split(a.shape[1], 1)
     c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
     mu_ab = mu_a * mu_b
