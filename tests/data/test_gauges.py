@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from neurocorr.data.formats.label_studio import read_label_studio
-from neurocorr.data.heatmapper import GaugesDataModule
+from neurocorr.data.heatmapper import GaugesDataModule, collate_keypoints
 from neurocorr.data.synthetic.gauges import main, make_dataset, render_gauges
 from neurocorr.errors import DataError
 
@@ -69,3 +69,15 @@ def test_setup_preloads_the_stage_splits_and_names_a_bad_image(tmp_path: Path) -
     bad.write_bytes(b"not an image")
     with pytest.raises(DataError, match=bad.name):
         GaugesDataModule(root=str(root), image_size=32, batch_size=2).setup("test")
+
+
+def test_collate_pads_points_with_zeros_and_labels_with_minus_one() -> None:
+    image = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    items = [{"image": image, "points": torch.full((n, 2), float(n + 1)), "labels": torch.full((n,), n, dtype=torch.long)}
+             for n in (2, 0, 3)]
+    batch = collate_keypoints(items)
+    assert batch["image"].shape == (3, 3, 4, 4) and batch["points"].shape == (3, 3, 2)
+    assert batch["labels"].tolist() == [[2, 2, -1], [-1, -1, -1], [3, 3, 3]]
+    assert batch["points"][0, :2].eq(3).all() and batch["points"][0, 2].eq(0).all() and batch["points"][2].eq(4).all()
+    empty = collate_keypoints([items[1], items[1]])  # no points at all: still one (padding) slot
+    assert empty["points"].shape == (2, 1, 2) and empty["labels"].tolist() == [[-1], [-1]]

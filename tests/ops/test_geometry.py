@@ -95,3 +95,7 @@ def test_affine_grid_warps_like_kornia_warp_affine() -> None:
     matrix = KeypointAugment(180.0, (0.7, 1.3), 0.2).sample_matrix(4, 24, 30, images.device)
     warped = torch.nn.functional.grid_sample(images, affine_grid(matrix, (24, 30), (24, 30)), align_corners=True)
     torch.testing.assert_close(warped, warp_affine(images, matrix, (24, 30), align_corners=True), atol=1e-5, rtol=1e-4)
+    smaller = torch.nn.functional.grid_sample(images, affine_grid(matrix, (24, 30), (17, 21)), align_corners=True)
+    torch.testing.assert_close(smaller, warp_affine(images, matrix, (17, 21), align_corners=True), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"\(B, 2, 3\)"):
+        affine_grid(torch.eye(3)[None], (4, 4), (4, 4))

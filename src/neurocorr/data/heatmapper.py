@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from neurocorr.data.formats.image import read_image
@@ -39,6 +40,10 @@ class GaugeKeypoints(Dataset):
     def __init__(self, tasks: list[KeypointTask], image_size: int, cache: bool = True) -> None:
         self.tasks, self.image_size, self.cache = tasks, image_size, cache
         self._images: dict[int, torch.Tensor] = {}
+        # points in resized-image pixels and labels, converted once rather than in every __getitem__
+        self._points = [(torch.from_numpy(t.points).float() + 0.5) * torch.tensor([image_size / t.width, image_size / t.height])
+                        - 0.5 for t in tasks]
+        self._labels = [torch.from_numpy(t.labels).long() for t in tasks]
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -67,20 +72,15 @@ class GaugeKeypoints(Dataset):
                 self._image(index)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        task = self.tasks[index]
-        scale = torch.tensor([self.image_size / task.width, self.image_size / task.height])
-        points = (torch.from_numpy(task.points).float() + 0.5) * scale - 0.5
-        return {"image": self._image(index), "points": points, "labels": torch.from_numpy(task.labels).long()}
+        return {"image": self._image(index), "points": self._points[index], "labels": self._labels[index]}
 
 
 def collate_keypoints(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack images; pad points with zeros and labels with -1 to the most points in the batch."""
-    n = max(1, max(item["points"].shape[0] for item in items))
-    points = torch.zeros(len(items), n, 2)
-    labels = torch.full((len(items), n), -1, dtype=torch.long)
-    for i, item in enumerate(items):
-        m = item["points"].shape[0]
-        points[i, :m], labels[i, :m] = item["points"], item["labels"]
+    """Stack images; pad points with zeros and labels with -1 to the most points in the batch
+    (at least one slot, so a batch without points still has a points axis)."""
+    points = pad_sequence([item["points"] for item in items] + [torch.zeros(1, 2)], batch_first=True)[:-1]
+    labels = pad_sequence([item["labels"] for item in items] + [torch.zeros(1, dtype=torch.long)], batch_first=True,
+                          padding_value=-1)[:-1]
     return {"image": torch.stack([item["image"] for item in items]), "points": points, "labels": labels}
 
 

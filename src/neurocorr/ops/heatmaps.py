@@ -54,10 +54,13 @@ def render_gaussian_heatmaps(
     ys = centre[..., 1:2] + offsets  # (B, N, S) pixel rows
     dx2 = (xs.to(dtype) - p[..., 0:1]) ** 2
     dy2 = (ys.to(dtype) - p[..., 1:2]) ** 2
-    d2 = dy2.unsqueeze(-1) + dx2.unsqueeze(-2)  # (B, N, S, S)
-    inside = ((ys >= 0) & (ys < h)).unsqueeze(-1) & ((xs >= 0) & (xs < w)).unsqueeze(-2)
-    keep = inside & (d2 <= (cutoff * sigma) ** 2) & ((labels >= 0) & (labels < num_classes) & finite)[..., None, None]
-    g = torch.where(keep, torch.exp(-d2 / (2.0 * sigma**2)), torch.zeros_like(d2))
+    # the Gaussian is separable: an outer product of 1-D factors, with the pixels outside the image
+    # and the padding points zeroed in the factors; only the disc test needs the (S, S) distances
+    valid = ((labels >= 0) & (labels < num_classes) & finite).unsqueeze(-1)
+    gx = torch.where((xs >= 0) & (xs < w), torch.exp(dx2 / (-2.0 * sigma**2)), 0.0)                  # (B, N, S)
+    gy = torch.where((ys >= 0) & (ys < h) & valid, torch.exp(dy2 / (-2.0 * sigma**2)), 0.0)         # (B, N, S)
+    disc = dy2.unsqueeze(-1) + dx2.unsqueeze(-2) <= (cutoff * sigma) ** 2                           # (B, N, S, S)
+    g = torch.where(disc, gy.unsqueeze(-1) * gx.unsqueeze(-2), 0.0)
     channel = labels.clamp(0, num_classes - 1)[..., None, None]
     index = (channel * h + ys.clamp(0, h - 1).unsqueeze(-1)) * w + xs.clamp(0, w - 1).unsqueeze(-2)
     out.view(b, -1).scatter_reduce_(1, index.view(b, -1), g.view(b, -1), reduce="amax")

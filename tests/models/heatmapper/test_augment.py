@@ -66,3 +66,32 @@ def test_brightness_and_contrast_keep_the_mean_up_to_the_bias() -> None:
     bias = (torch.rand(8, 1, 1, 1) * 2 - 1) * 0.1
     mean = images.mean(dim=(1, 2, 3), keepdim=True)
     torch.testing.assert_close(out, ((images - mean) * gain + mean + bias).clamp(0, 1), atol=1e-5, rtol=1e-5)
+
+
+def test_sampled_matrix_is_kornias_rotation_about_the_centre_plus_the_shift() -> None:
+    from kornia.geometry.transform import get_rotation_matrix2d
+
+    augment = KeypointAugment(rotation=120.0, scale=(0.7, 1.3), translate=0.2)
+    torch.manual_seed(6)
+    matrix = augment.sample_matrix(5, 24, 40, torch.device("cpu"))
+    torch.manual_seed(6)
+    draws = torch.rand(5, 4)
+    angle = (draws[:, 0] * 2 - 1) * 120.0
+    scale = 0.7 + 0.6 * draws[:, 1]
+    expected = get_rotation_matrix2d(torch.tensor([[19.5, 11.5]]).expand(5, 2), angle, scale[:, None].expand(5, 2))
+    expected[:, :, 2] += (draws[:, 2:] * 2 - 1) * 0.2 * torch.tensor([40.0, 24.0])
+    torch.testing.assert_close(matrix, expected, atol=1e-5, rtol=1e-5)
+    assert matrix.abs().max() > 0 and not torch.allclose(matrix[0], matrix[1])
+
+
+def test_uint8_images_augment_as_their_float_version() -> None:
+    images = torch.randint(0, 256, (4, 3, 20, 20), dtype=torch.uint8)
+    points, labels = torch.full((4, 2, 2), 10.0), torch.zeros(4, 2, dtype=torch.long)
+    augment = KeypointAugment(rotation=30.0, brightness=0.2, contrast=0.3)
+    torch.manual_seed(7)
+    from_uint8 = augment(images, points, labels)
+    torch.manual_seed(7)
+    from_float = augment(images.float() / 255, points, labels)
+    assert from_uint8[0].dtype == torch.float32 and from_uint8[0].max() <= 1
+    for ours, theirs in zip(from_uint8, from_float):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from neurocorr.backbones.dinov2 import dinov2
 from neurocorr.backbones.small_cnn import small_cnn
 from neurocorr.errors import ConfigError, WeightsError
-from neurocorr.models.heatmapper.loss import HeatmapBCELoss
+from neurocorr.models.heatmapper.loss import HeatmapBCELoss, weighted_bce_with_logits
 from neurocorr.models.heatmapper.torch_model import HeatmapperNet
 
 
@@ -75,3 +75,28 @@ def test_loss_is_bce_on_logits_with_optional_positive_weight() -> None:
     seed = torch.full((1, 1, 2, 2), -120.0, requires_grad=True)
     F.binary_cross_entropy(torch.sigmoid(seed), torch.ones(1, 1, 2, 2)).backward()
     assert seed.grad.abs().max() == 0
+
+
+def test_weighted_bce_equals_torch_in_value_and_gradient() -> None:
+    g = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, 3, 16, 16, generator=g) * 5).requires_grad_()
+    target = torch.rand(2, 3, 16, 16, generator=g) * (torch.rand(2, 3, 16, 16, generator=g) > 0.7)
+    for pos_weight in (None, 1.0, 5.0):
+        ours = weighted_bce_with_logits(logits, target, pos_weight)
+        pw = None if pos_weight is None else torch.tensor(pos_weight)
+        theirs = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+        torch.testing.assert_close(ours, theirs)
+        torch.testing.assert_close(torch.autograd.grad(ours, logits)[0], torch.autograd.grad(theirs, logits)[0])
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(1, 2, 3, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: weighted_bce_with_logits(v, t, 3.0), (x,))
+    # channels_last logits (a GPU run) and bf16 logits (autocast): same loss, computed in float32
+    cl = logits.detach().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(weighted_bce_with_logits(cl, target, 5.0), weighted_bce_with_logits(logits.detach(), target, 5.0))
+    half = logits.detach().bfloat16().requires_grad_()
+    loss = weighted_bce_with_logits(half, target, 5.0)
+    loss.backward()
+    assert loss.dtype == torch.float32 and half.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss, weighted_bce_with_logits(half.detach().float(), target, 5.0))
+    with pytest.raises(ValueError, match="differ"):
+        weighted_bce_with_logits(logits, target[:, :2])

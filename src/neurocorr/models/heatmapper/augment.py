@@ -1,6 +1,6 @@
 """Keypoint-aware augmentation, batched on the device: one random affine warp (rotation, scale,
-shift) per image, applied with kornia to the image and with the same matrix to its keypoints,
-then brightness and contrast jitter. Heatmaps are rendered afterwards from the moved points."""
+shift) per image, applied by ``grid_sample`` to the image and with the same matrix to its keypoints,
+after a brightness and contrast jitter of the image. Heatmaps are rendered afterwards from the moved points."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import get_rotation_matrix2d
 from torch import nn
 
 from neurocorr.ops.geometry import affine_grid
@@ -37,8 +36,8 @@ class KeypointAugment(nn.Module):
     ``translate`` x size, brightness shift up to ``brightness`` and contrast factor in
     [1 - contrast, 1 + contrast].
 
-    forward(images ``(B, 3, H, W)`` float in [0, 1], points ``(B, N, 2)``, labels ``(B, N)``)
-    -> the same three, transformed.
+    forward(images ``(B, 3, H, W)`` float in [0, 1] or uint8, points ``(B, N, 2)``, labels ``(B, N)``)
+    -> float images in [0, 1], points, labels, transformed.
     """
 
     def __init__(self, rotation: float = 180.0, scale: Sequence[float] = (0.8, 1.2), translate: float = 0.1,
@@ -48,22 +47,31 @@ class KeypointAugment(nn.Module):
         self.brightness, self.contrast = float(brightness), float(contrast)
 
     def sample_matrix(self, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
-        angle = (torch.rand(b, device=device) * 2 - 1) * self.rotation
-        scale = self.scale[0] + (self.scale[1] - self.scale[0]) * torch.rand(b, device=device)
-        centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=device).expand(b, 2)
-        matrix = get_rotation_matrix2d(centre, angle, scale.unsqueeze(1).expand(b, 2))
-        shift = (torch.rand(b, 2, device=device) * 2 - 1) * self.translate * torch.tensor([w, h], device=device)
-        return torch.cat([matrix[:, :, :2], (matrix[:, :, 2] + shift).unsqueeze(-1)], dim=2)
+        """``(B, 2, 3)`` source -> destination pixel maps: a rotation by a uniform angle in
+        [-rotation, rotation] degrees (counter-clockwise on screen, as ``cv2.getRotationMatrix2D``
+        and ``kornia.geometry.transform.get_rotation_matrix2d``) and a uniform scale about the image
+        centre, then a uniform shift of up to ``translate`` x the size."""
+        draws = torch.rand(b, 4, device=device)
+        angle = torch.deg2rad((draws[:, 0] * 2 - 1) * self.rotation)
+        scale = self.scale[0] + (self.scale[1] - self.scale[0]) * draws[:, 1]
+        shift = (draws[:, 2:] * 2 - 1) * self.translate * torch.tensor([w, h], device=device, dtype=draws.dtype)
+        a, c = scale * torch.cos(angle), scale * torch.sin(angle)
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        # [[a, c, (1 - a) cx - c cy + sx], [-c, a, c cx + (1 - a) cy + sy]]
+        return torch.stack([a, c, (1 - a) * cx - c * cy + shift[:, 0], -c, a, c * cx + (1 - a) * cy + shift[:, 1]], 1).view(b, 2, 3)
 
     def forward(self, images: torch.Tensor, points: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if images.dim() != 4 or points.dim() != 3 or labels.shape != points.shape[:2]:
             raise ValueError(f"expected images (B,C,H,W), points (B,N,2), labels (B,N); got {tuple(images.shape)}, "
                              f"{tuple(points.shape)}, {tuple(labels.shape)}")
         b, _, h, w = images.shape
-        images, points, labels = warp_with_points(images, points, labels, self.sample_matrix(b, h, w, images.device))
+        matrix = self.sample_matrix(b, h, w, images.device)
         gain = 1 + (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.contrast
         bias = (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.brightness
-        mean = images.mean(dim=(1, 2, 3), keepdim=True)
-        # (x - mean) * gain + mean + bias, as one multiply-add
-        images = torch.addcmul(mean * (1 - gain) + bias, images, gain).clamp_(0, 1)
-        return images, points, labels
+        to_unit = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
+        dtype = torch.float32 if images.dtype == torch.uint8 else images.dtype
+        mean = images.sum(dim=(1, 2, 3), keepdim=True, dtype=dtype) * (to_unit / images[0].numel())
+        # brightness and contrast of the source image, (x - mean) * gain + mean + bias, as one multiply-add
+        # that also converts uint8 to [0, 1]; then the warp (its zero padding stays black)
+        images = torch.addcmul(mean * (1 - gain) + bias, images, gain * to_unit).clamp_(0, 1)
+        return warp_with_points(images, points, labels, matrix)

@@ -91,10 +91,11 @@ class HeatmapperModule(NeurocorrModule):
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         """uint8 -> float in [0, 1]; random keypoint-aware augmentation while training; target heatmaps."""
         batch = dict(batch)
-        images = batch["image"].float().div_(255.0)
         points, labels = batch["points"].float(), batch["labels"]
         if self.augment is not None and self._trainer is not None and self.trainer.training:
-            images, points, labels = self.augment(images, points, labels)
+            images, points, labels = self.augment(batch["image"], points, labels)  # uint8 in, [0, 1] out
+        else:
+            images = batch["image"].float().div_(255.0)
         h, w = images.shape[-2:]
         batch["heatmaps"] = render_gaussian_heatmaps(
             points, labels, self.net.num_classes, (h, w), self.sigma / self.scale(w), self.cutoff
