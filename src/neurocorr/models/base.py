@@ -65,6 +65,8 @@ class NeurocorrModule(pl.LightningModule):
         self.model_config: Optional[dict[str, Any]] = None
         # seed_everything (run.train) sets PL_GLOBAL_SEED before the model is built
         self.rng_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        # name -> [sum of value * batch size (a device tensor), samples, prog_bar] (log_train_mean)
+        self._train_sums: dict[str, list[Any]] = {}
 
     def compile_targets(self) -> list[torch.nn.Module]:
         """The modules that ``compile`` compiles: ``self.net`` (a family whose net is called through
@@ -92,6 +94,29 @@ class NeurocorrModule(pl.LightningModule):
 
     def on_test_start(self) -> None:
         self._to_channels_last()
+
+    def log_train_mean(self, name: str, value: torch.Tensor, batch_size: int, prog_bar: bool = False) -> None:
+        """Add a training step's ``value`` (a scalar tensor) to its epoch mean, weighted by ``batch_size``;
+        the mean is logged as ``name`` when the training epoch ends (averaged over DDP ranks).
+
+        What ``self.log(name, value, on_step=False, on_epoch=True)`` records, as a running sum on the
+        device: no read-back to the host, and none of ``self.log``'s per-call bookkeeping, which
+        costs about 0.7 ms a call on the CPU (as much as the heatmapper's loss itself)."""
+        weighted = value.detach().float() * batch_size
+        entry = self._train_sums.get(name)
+        if entry is None:
+            self._train_sums[name] = [weighted, batch_size, prog_bar]
+        else:
+            entry[0] = entry[0] + weighted
+            entry[1] += batch_size
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = {}
+
+    def on_train_epoch_end(self) -> None:
+        for name, (total, samples, prog_bar) in self._train_sums.items():
+            self.log(name, total / samples, prog_bar=prog_bar, sync_dist=True)
+        self._train_sums = {}
 
     @contextmanager
     def step_rng(self) -> Iterator[None]:

@@ -123,15 +123,17 @@ class AGFusionModule(NeurocorrModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, out = self._step(batch)
         self.train_metrics.update(out.logit.detach().sigmoid(), batch["label"].long())
-        self.log("train/loss_pair", loss, on_step=False, on_epoch=True)
+        n = batch["label"].shape[0]
+        self.log_train_mean("train/loss_pair", loss, n)
         if self.identifier is not None:
             loss_id = self.identification_loss(out, batch)
-            self.log("train/loss_id", loss_id, on_step=False, on_epoch=True)
+            self.log_train_mean("train/loss_id", loss_id, n)
             loss = loss + self.identification_weight * loss_id
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_train_mean("train/loss", loss, n, prog_bar=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self.log_dict(self.train_metrics.compute(), sync_dist=True)
         self.train_metrics.reset()
 

@@ -188,7 +188,7 @@ class DetectorModule(NeurocorrModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.compute_loss(batch)
         for name, value in losses.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, prog_bar=name == "loss")
+            self.log_train_mean(f"train/{name}", value, batch["image1"].shape[0], prog_bar=name == "loss")
         return losses["loss"]
 
     # ------------------------------------------------------------------ validation

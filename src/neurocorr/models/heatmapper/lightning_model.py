@@ -119,7 +119,7 @@ class HeatmapperModule(NeurocorrModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self.loss_fn(self.net(batch["image"]), batch["heatmaps"])
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_train_mean("train/loss", loss, batch["image"].shape[0], prog_bar=True)
         return loss
 
     def _evaluate(self, batch: Batch, metrics: KeypointMetrics, split: str) -> tuple[torch.Tensor, Keypoints]:

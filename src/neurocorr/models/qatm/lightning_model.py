@@ -64,7 +64,7 @@ class QATMModule(NeurocorrModule):
         loss = 0.5 * (self.loss(drone, y, sat, y) + self.loss(sat, y, drone, y))
         # epoch means only: a per-step value in the progress bar is read back (.item()) every step,
         # a host sync on a GPU
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
+        self.log_train_mean("train/loss", loss, y.shape[0], prog_bar=True)
         return loss
 
     # ------------------------------------------------------------------ evaluation
