@@ -46,6 +46,7 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 from torch import nn  # noqa: E402
 
+from neurocorr.host_memory import keep_freed_host_memory  # noqa: E402
 from neurocorr.run import build_model  # noqa: E402
 
 FAMILIES = ("agfusion", "qatm", "heatmapper", "detector")
@@ -312,6 +313,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("neurocorr: error: --mode gpu needs a CUDA device", file=sys.stderr)
         return 2
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    keep_freed_host_memory()  # as train.py does: both measurements run in this process
     results = []
     threads = torch.get_num_threads()
     for family in args.families:

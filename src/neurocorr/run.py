@@ -25,6 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from neurocorr.callbacks import StopOnNonFiniteLoss
 from neurocorr.errors import ConfigError, NeurocorrError
+from neurocorr.host_memory import keep_freed_host_memory
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.viz.artifacts import log_artifact
 
@@ -183,6 +184,7 @@ def finish(
 
 def train(cfg: DictConfig) -> Optional[float]:
     """Fit, test the best checkpoint, and return ``metrics[cfg.optimized_metric]``."""
+    keep_freed_host_memory()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
@@ -233,6 +235,7 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
 
     The model is rebuilt from the config stored in the checkpoint, so ``model=`` need not be given.
     """
+    keep_freed_host_memory()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), None)
