@@ -72,6 +72,10 @@ def test_fast_rgb_decoding_gives_the_pixels_pil_gives(tmp_path: Path) -> None:
         for mode in ("RGB", "L"):
             with Image.open(path) as img:
                 expected = np.asarray(img.convert(mode))
-            got = read_image(path, mode).numpy()
+            image = read_image(path, mode)
+            # contiguous (C, H, W): torchvision decodes into (H, W, C) memory, and batches stacked from
+            # such strided views cost a gather each (10x a plain stack)
+            assert image.is_contiguous(), (path.name, mode, image.stride())
+            got = image.numpy()
             got = got[0] if mode == "L" else got.transpose(1, 2, 0)
             assert np.array_equal(got, expected), (path.name, mode)

@@ -57,7 +57,9 @@ def _decode_with_torchvision(path: Path, mode: str) -> torch.Tensor | None:
         image = decode_image(read_file(str(path)), mode=FAST_DECODE_MODES[mode])
     except Exception:
         return None
-    return image if image.dtype == torch.uint8 and image.dim() == 3 else None
+    # torchvision gives a (C, H, W) view of (H, W, C) memory: made contiguous once here, rather than
+    # gathered from strides by every batch stack and every op downstream
+    return image.contiguous() if image.dtype == torch.uint8 and image.dim() == 3 else None
 
 
 def check_image(path: Path) -> None:
