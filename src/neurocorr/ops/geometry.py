@@ -13,7 +13,6 @@ from typing import Sequence
 
 import kornia.geometry.transform as KT
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

@@ -69,7 +69,7 @@ class KeypointAugment(nn.Module):
         gain = 1 + (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.contrast
         bias = (torch.rand(b, 1, 1, 1, device=images.device) * 2 - 1) * self.brightness
         to_unit = 1.0 / 255.0 if images.dtype == torch.uint8 else 1.0
-        dtype = torch.float32 if images.dtype == torch.uint8 else images.dtype
+        dtype = torch.float64 if images.dtype == torch.float64 else torch.float32  # the mean of uint8 or half in float32
         mean = images.sum(dim=(1, 2, 3), keepdim=True, dtype=dtype) * (to_unit / images[0].numel())
         # brightness and contrast of the source image, (x - mean) * gain + mean + bias, as one multiply-add
         # that also converts uint8 to [0, 1]; then the warp (its zero padding stays black)
