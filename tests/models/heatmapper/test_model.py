@@ -98,5 +98,8 @@ def test_weighted_bce_equals_torch_in_value_and_gradient() -> None:
     loss.backward()
     assert loss.dtype == torch.float32 and half.grad.dtype == torch.bfloat16
     torch.testing.assert_close(loss, weighted_bce_with_logits(half.detach().float(), target, 5.0))
+    soft = target.clone().requires_grad_()  # a target with a gradient: torch's function, both gradients
+    weighted_bce_with_logits(logits.detach(), soft, 5.0).backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="differ"):
         weighted_bce_with_logits(logits, target[:, :2])

@@ -40,11 +40,15 @@ class _WeightedBCEWithLogits(torch.autograd.Function):
 def weighted_bce_with_logits(logits: torch.Tensor, target: torch.Tensor, pos_weight: Optional[float] = None) -> torch.Tensor:
     """Mean BCE of ``logits`` against soft ``target`` (same shape, in [0, 1]), the positive term
     weighted by ``pos_weight`` (``None`` = 1): equal to ``F.binary_cross_entropy_with_logits(logits,
-    target, pos_weight=pos_weight)``; half-precision logits (autocast) are computed in float32."""
+    target, pos_weight=pos_weight)``; half-precision logits (autocast) are computed in float32. A
+    target that requires a gradient goes through torch's function, which also differentiates it."""
     if logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
+    if target.requires_grad:
+        weight = None if pos_weight is None else logits.new_tensor(float(pos_weight))
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), pos_weight=weight)
     return _WeightedBCEWithLogits.apply(logits, target.to(logits.dtype), 1.0 if pos_weight is None else float(pos_weight))
 
 
