@@ -60,13 +60,19 @@ def homography_grid(H: torch.Tensor, size_from: Sequence[int], size_to: Sequence
     ``warp_image(x, H, size_to)``; one grid serves every map warped by the same ``H``."""
     _check_h(H)
     h_to, w_to = int(size_to[0]), int(size_to[1])
-    ys, xs = torch.meshgrid(torch.arange(h_to, dtype=H.dtype, device=H.device),
-                            torch.arange(w_to, dtype=H.dtype, device=H.device), indexing="ij")
-    centres = torch.stack([xs, ys], -1).reshape(1, -1, 2)
-    src = warp_points(centres, torch.linalg.inv(H))                                # (B, H_to*W_to, 2)
+    src = warp_points(_pixel_centres(h_to, w_to, H.dtype, H.device), torch.linalg.inv(H))   # (B, H_to*W_to, 2)
     scale = torch.tensor([2.0 / max(int(size_from[1]) - 1, 1), 2.0 / max(int(size_from[0]) - 1, 1)],
                          dtype=H.dtype, device=H.device)
     return (src * scale - 1).reshape(-1, h_to, w_to, 2)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_centres(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(1, h * w, 2)`` pixel centres ``(x, y)`` in pixels, row by row (a cached table: the warps
+    of every training batch ask for the same one; callers read it, never write to it)."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dtype, device=device), torch.arange(w, dtype=dtype, device=device),
+                            indexing="ij")
+    return torch.stack([xs, ys], -1).reshape(1, h * w, 2)
 
 
 @functools.lru_cache(maxsize=16)
@@ -82,8 +88,8 @@ def affine_grid(matrix: torch.Tensor, size_from: Sequence[int], size_to: Sequenc
     ``matrix`` ``(B, 2, 3)`` (source -> destination pixels): output pixel ``p`` reads the source at
     ``A^-1 (p - t)``. The same warp as ``kornia.geometry.transform.warp_affine``, and the same grid
     as ``F.affine_grid``, as one matmul of a cached table of pixel centres (``F.affine_grid``
-    rebuilds that table on every call): without the perspective division of
-    :func:`homography_grid`, about 10x faster for a batch of 128 px images."""
+    rebuilds that table on every call; 0.17 against 0.36 ms for 16 images of 128 px on 2 CPU
+    threads). It needs no perspective division, unlike :func:`homography_grid`."""
     if matrix.dim() != 3 or matrix.shape[-2:] != (2, 3):
         raise ValueError(f"affine_grid expects (B, 2, 3) matrices, got shape {tuple(matrix.shape)}")
     m = matrix.double()
