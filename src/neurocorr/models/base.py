@@ -1,5 +1,27 @@
 """The LightningModule base that every family builds on: optimiser and scheduler from
-Hydra partials, the run folder, figures saved and logged to MLflow."""
+Hydra partials, the run folder, figures saved and logged to MLflow.
+
+The family contract (every family follows it; ``tests/models/test_family_contract.py`` checks it):
+
+1. ``__init__(self, net, loss=None, <family keywords>, **base)``: everything is passed by keyword,
+   and the base keywords (optimizer, scheduler, scheduler_interval, monitor, monitor_mode, compile,
+   channels_last) go through ``**base`` to :class:`NeurocorrModule`. Every attribute is created in
+   ``__init__`` (``None`` until it is known), never first in a hook.
+2. The network is ``self.net``: a plain ``nn.Module`` from the family's ``torch_model.py`` (tensors
+   in, tensors out, no Lightning, Hydra or files). The training loss is ``self.loss_fn``.
+3. Every random draw in a step (augmentation, sampling, negatives) happens inside
+   ``with self.step_rng():``, so a run is a function of its seed and a resumed run draws what an
+   uninterrupted one would have.
+4. "Are we training?" is ``self.is_fitting`` (the trainer's state), not ``self.training``
+   (which is also False while validating inside a fit).
+5. ``required_batch_keys`` names the keys a batch must carry; the first batch is checked once and a
+   missing key stops the run with one line naming the data module and the keys. Data modules
+   declare the keys they yield as ``batch_keys``, so a model x data mismatch is caught before the
+   run starts.
+6. ``validation_metrics()`` names what the module logs at validation, so a ``monitor`` it never
+   logs is refused before training.
+7. Training steps log through :meth:`log_train_mean` (device-side epoch means), never ``self.log``.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +42,7 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
 class NeurocorrModule(pl.LightningModule):
-    """Base module.
+    """Base module (the family contract is in this module's docstring).
 
     Args:
         optimizer: partial optimiser (``_partial_: true``), called with the trainable params.
@@ -36,8 +58,12 @@ class NeurocorrModule(pl.LightningModule):
             format (the tensor-core layout for convolutions under bf16); ignored on the CPU.
     """
 
+    #: keys every batch must carry (checked once, on the first batch; see the family contract)
+    required_batch_keys: tuple[str, ...] = ()
+
     def __init__(
         self,
+        *,
         optimizer: OptimizerFactory,
         scheduler: Optional[SchedulerFactory] = None,
         scheduler_interval: str = "epoch",
@@ -67,6 +93,31 @@ class NeurocorrModule(pl.LightningModule):
         self.rng_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
         # name -> [sum of value * batch size (a device tensor), samples, prog_bar] (log_train_mean)
         self._train_sums: dict[str, list[Any]] = {}
+        self._batch_keys_checked = False
+
+    @property
+    def is_fitting(self) -> bool:
+        """True inside a training step of ``fit`` (the trainer's state, not ``nn.Module.training``)."""
+        return self._trainer is not None and bool(self.trainer.training)
+
+    def validation_metrics(self) -> list[str]:
+        """Names this module logs at validation (``monitor`` must be one of them)."""
+        return ["val/loss"]
+
+    def missing_batch_keys(self, keys: Any) -> list[str]:
+        """The ``required_batch_keys`` that ``keys`` lacks."""
+        present = set(keys)
+        return [key for key in self.required_batch_keys if key not in present]
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not self._batch_keys_checked:
+            missing = self.missing_batch_keys(batch.keys()) if isinstance(batch, dict) else list(self.required_batch_keys)
+            if missing:
+                source = type(self.trainer.datamodule).__name__ if self._trainer is not None else "the data"
+                raise ConfigError(f"{source} yields batches without {', '.join(missing)}, which "
+                                  f"{type(self).__name__} needs: choose a data= that fits model=")
+            self._batch_keys_checked = True
+        return batch
 
     def compile_targets(self) -> list[torch.nn.Module]:
         """The modules that ``compile`` compiles: ``self.net`` (a family whose net is called through
