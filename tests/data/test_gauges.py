@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +83,14 @@ def test_collate_pads_points_with_zeros_and_labels_with_minus_one() -> None:
     assert batch["points"][0, :2].eq(3).all() and batch["points"][0, 2].eq(0).all() and batch["points"][2].eq(4).all()
     empty = collate_keypoints([items[1], items[1]])  # no points at all: still one (padding) slot
     assert empty["points"].shape == (2, 1, 2) and empty["labels"].tolist() == [[-1], [-1]]
+
+
+def test_a_split_without_keypoints_is_refused(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "g", n_train=3, n_val=2, n_test=2, size=48)
+    val = root / "val" / "export.json"
+    tasks = json.loads(val.read_text())
+    for task in tasks:
+        task["annotations"][0]["result"] = []
+    val.write_text(json.dumps(tasks))
+    with pytest.raises(DataError, match=re.escape(f"{val} holds no keypoints")):
+        GaugesDataModule(root=str(root), image_size=32, batch_size=2)

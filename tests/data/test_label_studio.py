@@ -93,3 +93,17 @@ def test_write_is_atomic_and_leaves_no_temp(tmp_path: Path) -> None:
     path = write_label_studio([task_to_json(1, "a.png", 10, 10, np.zeros((1, 2)), [0])], tmp_path / "out" / "e.json")
     assert json.loads(path.read_text())[0]["annotations"][0]["result"][0]["value"]["keypointlabels"] == ["start"]
     assert [p.name for p in path.parent.iterdir()] == ["e.json"]
+
+
+def test_export_without_keypoints_is_refused_in_one_line_naming_the_file(tmp_path: Path) -> None:
+    # issue 11 item 10: such an export trained to val/pck = nan and exited 0
+    _image(tmp_path / "g.png")
+    export = _export(tmp_path, [
+        {"id": 1, "data": {"image": "g.png"}, "annotations": [{"result": []}]},
+        {"id": 2, "data": {"image": "g.png"}, "annotations": [{"result": [{"type": "choices", "value": {"choices": ["ok"]}}]}]},
+    ])
+    with pytest.raises(DataError) as err:
+        read_label_studio(export)
+    message = str(err.value)
+    assert "\n" not in message and str(export) in message and "holds no keypoints" in message
+    assert [len(t.labels) for t in read_label_studio(export, require_keypoints=False)] == [0, 0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from neurocorr.models.heatmapper.augment import KeypointAugment
-from neurocorr.ops.heatmaps import render_gaussian_heatmaps
+from neurocorr.models.heatmapper.heatmaps import render_gaussian_heatmaps
 from neurocorr.ops.peaks import find_peaks
 
 

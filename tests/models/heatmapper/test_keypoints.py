@@ -7,7 +7,7 @@ import torch
 
 from neurocorr.errors import ConfigError
 from neurocorr.models.heatmapper.keypoints import extract_keypoints
-from neurocorr.ops.heatmaps import render_gaussian_heatmaps
+from neurocorr.models.heatmapper.heatmaps import render_gaussian_heatmaps
 
 POINTS = torch.tensor([[[10.3, 12.6], [30.0, 8.2], [40.7, 30.1], [20.2, 44.4], [50.5, 50.5]],
                        [[5.6, 6.1], [25.0, 25.0], [45.2, 12.9], [0.0, 0.0], [0.0, 0.0]]])

@@ -153,9 +153,12 @@ def _image_size(path: Path, where: str) -> tuple[int, int]:
         raise DataError(f"{where}: image {path} cannot be read: {err}") from err
 
 
-def read_label_studio(path: str | Path, image_root: str | Path | None = None, check_images: bool = True) -> list[KeypointTask]:
+def read_label_studio(
+    path: str | Path, image_root: str | Path | None = None, check_images: bool = True, require_keypoints: bool = True,
+) -> list[KeypointTask]:
     """Read a Label Studio JSON export; image paths are resolved under ``image_root``
-    (default: the export's folder). Tasks without annotations are skipped.
+    (default: the export's folder). Tasks without annotations are skipped; an export without a
+    single keypoint is refused (``require_keypoints``), since nothing could be learnt or scored.
 
     Raises :class:`DataError` naming the file or task for anything malformed.
     """
@@ -181,6 +184,9 @@ def read_label_studio(path: str | Path, image_root: str | Path | None = None, ch
             out.append(parsed)
     if not out:
         raise DataError(f"Label Studio export {path} holds no annotated task")
+    if require_keypoints and not any(len(t.labels) for t in out):
+        raise DataError(f"Label Studio export {path} holds no keypoints ({len(out)} annotated tasks, none with a "
+                        "keypointlabels result): nothing to train on or score")
     return out
 
 

@@ -13,16 +13,20 @@ from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.heatmapper.augment import KeypointAugment
 from neurocorr.models.heatmapper.figures import plot_keypoints
 from neurocorr.models.heatmapper.keypoints import Keypoints, extract_keypoints
+from neurocorr.models.heatmapper.letterbox import to_original
 from neurocorr.models.heatmapper.loss import HeatmapBCELoss
 from neurocorr.models.heatmapper.metrics import KeypointMetrics
 from neurocorr.models.heatmapper.torch_model import HeatmapperNet
-from neurocorr.ops.heatmaps import render_gaussian_heatmaps
+from neurocorr.models.heatmapper.heatmaps import render_gaussian_heatmaps
 
 Batch = dict[str, torch.Tensor]
 
 
 class HeatmapperModule(NeurocorrModule):
     """Trains :class:`HeatmapperNet` on batches from ``neurocorr.data.heatmapper``.
+
+    Follows the family contract (``neurocorr.models.base``): keyword arguments, ``self.net``,
+    ``self.loss_fn``, augmentation drawn inside ``self.step_rng()`` while fitting.
 
     Sizes given "at ``reference_size``" (sigma, metric threshold) scale with the input size, so
     ``sigma: 8`` means 8 px on a 448 px image and 2.3 px on a 128 px image; metrics report
@@ -43,8 +47,12 @@ class HeatmapperModule(NeurocorrModule):
         **base: optimizer, scheduler, monitor... (see NeurocorrModule).
     """
 
+    #: ``scale``/``offset`` (the letterbox, ``neurocorr.data.heatmapper``) are used when a batch has them
+    required_batch_keys = ("image", "points", "labels")
+
     def __init__(
         self,
+        *,
         net: HeatmapperNet,
         loss: Optional[nn.Module] = None,
         class_names: Sequence[str] = ("start", "middle", "end"),
@@ -77,10 +85,18 @@ class HeatmapperModule(NeurocorrModule):
         self.extraction_options = dict(options.get(self.method) or {})
         self._default_bandwidth = self.method == "meanshift" and self.extraction_options.get("bandwidth", None) is None
         extract_keypoints(torch.zeros(1, net.num_classes, 4, 4), self.method, self.max_points, **self.extraction_options)  # validate early
+        self.pck_threshold = float(pck_threshold)
         self.val_metrics = KeypointMetrics(net.num_classes, pck_threshold)
         self.test_metrics = KeypointMetrics(net.num_classes, pck_threshold)
+        # the same matches in the original images' pixels (per-image thresholds: pck_threshold at reference_size)
+        self.test_metrics_px = KeypointMetrics(net.num_classes, pck_threshold)
         self.figure_samples = figure_samples
         self._kept: dict[str, torch.Tensor] = {}
+        self._threshold_px: list[torch.Tensor] = []
+
+    def validation_metrics(self) -> list[str]:
+        names = ["pck"] + [f"{m}_{g}" for g in self.val_metrics.groups for m in ("pck", "mean_dist", "unmatched")]
+        return ["val/loss"] + [f"val/{n}" for n in names]
 
     # ------------------------------------------------------------------ data on the device
 
@@ -92,8 +108,9 @@ class HeatmapperModule(NeurocorrModule):
         """uint8 -> float in [0, 1]; random keypoint-aware augmentation while training; target heatmaps."""
         batch = dict(batch)
         points, labels = batch["points"].float(), batch["labels"]
-        if self.augment is not None and self._trainer is not None and self.trainer.training:
-            images, points, labels = self.augment(batch["image"], points, labels)  # uint8 in, [0, 1] out
+        if self.augment is not None and self.is_fitting:
+            with self.step_rng():
+                images, points, labels = self.augment(batch["image"], points, labels)  # uint8 in, [0, 1] out
         else:
             images = batch["image"].float().div_(255.0)
         h, w = images.shape[-2:]
@@ -129,8 +146,28 @@ class HeatmapperModule(NeurocorrModule):
         found = self.keypoints(logits)
         s = self.scale(batch["image"].shape[-1])
         metrics.update(found.xy * s, found.valid, batch["points"] * s, batch["labels"])
+        if split == "test" and "scale" in batch:
+            self._update_original_pixels(batch, found)
         self.log(f"{split}/loss", loss, on_epoch=True, prog_bar=split == "val", sync_dist=True)
         return probabilities, found
+
+    def _update_original_pixels(self, batch: Batch, found: Keypoints) -> None:
+        """Test matches in original-image pixels: a letterboxed input pixel is 1 / scale original pixels,
+        so the threshold at ``reference_size`` is ``pck_threshold / self.scale(S) / scale`` there."""
+        scale, offset = batch["scale"].to(found.xy), batch["offset"].to(found.xy)
+        threshold = self.pck_threshold / self.scale(batch["image"].shape[-1]) / scale.mean(-1)
+        self._threshold_px.append(threshold.detach())
+        self.test_metrics_px.update(to_original(found.xy, scale, offset), found.valid,
+                                    to_original(batch["points"], scale, offset), batch["labels"], threshold)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Keypoints of a batch: ``xy`` ``(B, K, P, 2)`` in original-image pixels when the batch has its
+        letterbox (``scale``, ``offset``), else in input pixels; ``score`` and ``valid`` ``(B, K, P)``."""
+        found = self.keypoints(self.net(batch["image"]))
+        xy = found.xy
+        if "scale" in batch:
+            xy = to_original(xy, batch["scale"].to(xy), batch["offset"].to(xy))
+        return {"xy": xy, "score": found.score, "valid": found.valid}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, "val")
@@ -158,18 +195,24 @@ class HeatmapperModule(NeurocorrModule):
                 self._kept[key] = value if key not in self._kept else torch.cat([self._kept[key], value])
 
     def on_test_epoch_start(self) -> None:
-        self._kept = {}
+        self._kept, self._threshold_px = {}, []
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
+        if self._threshold_px:  # PCK and distances in the original images' pixels, and that threshold's mean
+            self.log("test/pck_threshold_px", torch.cat(self._threshold_px).mean())
+            self._log_metrics(self.test_metrics_px, "test", suffix="_px")
+        self._threshold_px = []
         if self._kept and self.trainer.is_global_zero:
             k = self._kept
             fig = plot_keypoints(k["image"], k["heat"], k["xy"], k["valid"], k["points"], k["labels"], self.class_names)
             self.log_figure(fig, "test_keypoints")
         self._kept = {}
 
-    def _log_metrics(self, metrics: KeypointMetrics, split: str) -> None:
+    def _log_metrics(self, metrics: KeypointMetrics, split: str, suffix: str = "") -> None:
         values = metrics.compute()
         for name, value in values.items():
-            self.log(f"{split}/{name}", value, prog_bar=split == "val" and name.startswith("pck"))
+            if suffix and not name.startswith("mean_dist"):
+                continue  # PCK and unmatched are the same in both frames; distances differ
+            self.log(f"{split}/{name}{suffix}", value, prog_bar=split == "val" and name.startswith("pck"))
         metrics.reset()

@@ -18,11 +18,13 @@ DEFAULT_GROUPS = {"start_end": (0, 2), "middle": (1,)}
 
 
 def keypoint_counts(
-    pred_xy: torch.Tensor, pred_valid: torch.Tensor, gt_xy: torch.Tensor, gt_labels: torch.Tensor, threshold: float
+    pred_xy: torch.Tensor, pred_valid: torch.Tensor, gt_xy: torch.Tensor, gt_labels: torch.Tensor,
+    threshold: float | torch.Tensor,
 ) -> torch.Tensor:
     """Per-class counts ``(K, 6)``: [n_pred, n_pred_with_gt, dist_sum, n_unmatched_pred, n_gt, n_gt_found].
 
-    pred_xy ``(B, K, P, 2)``, pred_valid ``(B, K, P)``, gt_xy ``(B, N, 2)``, gt_labels ``(B, N)`` (-1 = padding).
+    pred_xy ``(B, K, P, 2)``, pred_valid ``(B, K, P)``, gt_xy ``(B, N, 2)``, gt_labels ``(B, N)`` (-1 = padding);
+    ``threshold``: one match distance, or one per image ``(B,)`` (images of different sizes in their own pixels).
     """
     b, k, p, _ = pred_xy.shape
     if gt_xy.shape[0] != b or gt_labels.shape != gt_xy.shape[:2]:
@@ -38,6 +40,8 @@ def keypoint_counts(
     nearest_gt = dist.amin(dim=3)  # (B, K, P)
     nearest_pred = dist.amin(dim=2)  # (B, K, N)
     has_gt = pred_valid & torch.isfinite(nearest_gt)
+    if isinstance(threshold, torch.Tensor):
+        threshold = threshold.to(dist).view(b, 1, 1)
     sums = lambda t: t.sum(dim=(0, 2)).to(pred_xy.dtype)  # noqa: E731
     return torch.stack([
         sums(pred_valid),
@@ -86,8 +90,11 @@ class KeypointMetrics(Metric):
         self.groups = {name: tuple(int(i) for i in members) for name, members in groups.items()}
         self.add_state("counts", default=torch.zeros(num_classes, 6, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, pred_xy: torch.Tensor, pred_valid: torch.Tensor, gt_xy: torch.Tensor, gt_labels: torch.Tensor) -> None:
-        self.counts += keypoint_counts(pred_xy.double(), pred_valid, gt_xy.double(), gt_labels, self.threshold)
+    def update(self, pred_xy: torch.Tensor, pred_valid: torch.Tensor, gt_xy: torch.Tensor, gt_labels: torch.Tensor,
+               threshold: torch.Tensor | None = None) -> None:
+        """``threshold`` ``(B,)``: per-image match distances instead of the fixed one."""
+        self.counts += keypoint_counts(pred_xy.double(), pred_valid, gt_xy.double(), gt_labels,
+                                       self.threshold if threshold is None else threshold)
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {k: v.float() for k, v in summarise(self.counts, self.groups).items()}

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from neurocorr.ops.heatmaps import GaussianHeatmaps, render_gaussian_heatmaps
+from neurocorr.models.heatmapper.heatmaps import GaussianHeatmaps, render_gaussian_heatmaps
 
 
 def direct(points: list[tuple[float, float, int]], k: int, h: int, w: int, sigma: float, cutoff: float) -> torch.Tensor:

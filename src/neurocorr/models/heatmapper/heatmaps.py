@@ -1,6 +1,6 @@
 """Gaussian keypoint heatmaps: one channel per keypoint class, points of a class combined by max.
 
-Pixel convention (see ``ops.peaks``): the centre of pixel ``(row i, column j)`` is ``(x=j, y=i)``.
+Pixel convention (see ``neurocorr.ops.peaks``): the centre of pixel ``(row i, column j)`` is ``(x=j, y=i)``.
 """
 
 from __future__ import annotations
