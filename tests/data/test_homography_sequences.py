@@ -95,3 +95,38 @@ def test_real_oxford_boat_sequence(tmp_path: Path) -> None:
     # the same sequence copied into a folder of sequences is found by name
     shutil.copytree(BOAT, tmp_path / "boat")
     assert [s.name for s in read_homography_sequences(tmp_path)] == ["boat"]
+
+
+def test_sequence_module_reads_a_list_of_roots_and_declares_its_keys(tmp_path: Path) -> None:
+    from neurocorr.data.detector import HomographySequencesDataModule
+
+    synth_main(["--out", str(tmp_path / "a"), "--images", "camera", "--size", "32", "--warps", "2"])
+    _oxford(tmp_path / "b" / "boat")
+    dm = HomographySequencesDataModule(root=[str(tmp_path / "a"), str(tmp_path / "b")])
+    dm.setup("test")
+    batches = list(dm.test_dataloader())
+    assert len(batches) == 4 and {b["sequence"][0] for b in batches} == {"s_camera", "boat"}
+    assert set(dm.batch_keys) <= set(batches[0]) and batches[0]["H"].dtype == torch.float64
+    with pytest.raises(DataError, match="does not exist"):
+        HomographySequencesDataModule(root=[str(tmp_path / "a"), str(tmp_path / "none")])
+
+
+def test_texture_crops_are_seeded_and_mix_a_folder_with_bundled_photos(tmp_path: Path) -> None:
+    from neurocorr.data.detector import TexturesDataModule
+    from neurocorr.errors import ConfigError
+
+    (tmp_path / "woods").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((80, 90)) * 255).astype(np.uint8)).save(tmp_path / "woods" / "a.png")
+    dm = TexturesDataModule(root=str(tmp_path / "woods"), names=["camera"], crop_size=32, train_size=6, val_size=2,
+                            test_size=2, batch_size=2, seed=3)
+    dm.setup("fit")
+    assert len(dm.images) == 2                                         # the folder's image and the bundled one
+    first, again = next(iter(dm.train_dataloader())), next(iter(dm.train_dataloader()))
+    assert first["image"].shape == (2, 1, 32, 32) and torch.equal(first["image"], again["image"])
+    pair = next(iter(dm.val_dataloader()))
+    assert set(dm.batch_keys) >= set(pair) | {"image"}
+    assert (pair["image2"] == 0).float().mean() > 0.01                # zero padding around the warp
+    with pytest.raises(ConfigError, match="names"):
+        TexturesDataModule(names="all")
+    with pytest.raises(ConfigError, match="no training images"):
+        TexturesDataModule(names=[])

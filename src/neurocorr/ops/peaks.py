@@ -77,6 +77,36 @@ def refine_subpixel(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.Ten
     return torch.stack([x.to(scores.dtype) + dx.clamp(-0.5, 0.5), y.to(scores.dtype) + dy.clamp(-0.5, 0.5)], dim=-1)
 
 
+
+def refine_subpixel_2d(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel peaks by a 2-D quadratic fit (gradient and Hessian, the cross term included) to
+    the 3x3 neighbourhood of each integer peak: offset ``-Hess^-1 grad``. Where the fit is not a
+    maximum (the Hessian is not negative definite) or its offset leaves the pixel, the 1-D fits of
+    :func:`refine_subpixel` are kept. Same arguments and result as :func:`refine_subpixel`."""
+    _, _, h, w = scores.shape
+    padded = F.pad(scores, (1, 1, 1, 1), mode="replicate").flatten(2)
+    y = torch.div(flat_index, w, rounding_mode="floor")
+    x = flat_index - y * w
+    pw = w + 2
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return padded.gather(2, ((y + 1 + dy) * pw + (x + 1 + dx)).flatten(2)).view_as(y).to(scores.dtype)
+
+    c, left, right, up, down = at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
+    gx, gy = (right - left) / 2, (down - up) / 2
+    hxx, hyy = left - 2 * c + right, up - 2 * c + down
+    hxy = (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1)) / 4
+    det = hxx * hyy - hxy * hxy
+    eps = torch.finfo(scores.dtype).eps
+    safe = torch.where(det.abs() > eps, det, torch.ones_like(det))
+    dx = -(hyy * gx - hxy * gy) / safe
+    dy = -(hxx * gy - hxy * gx) / safe
+    ok = (det > eps) & (hxx < 0) & (dx.abs() <= 0.5) & (dy.abs() <= 0.5)
+    fallback = refine_subpixel(scores, flat_index)
+    refined = torch.stack([x.to(scores.dtype) + dx, y.to(scores.dtype) + dy], dim=-1)
+    return torch.where(ok[..., None], refined, fallback)
+
+
 def find_peaks(
     scores: torch.Tensor,
     top_k: int,

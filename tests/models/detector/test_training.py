@@ -1,4 +1,5 @@
-"""Training pieces: fresh warps per batch, the triplet losses, the loss going down on the CPU."""
+"""Training pieces: seeded two-view warps with padding and photometric changes, the score-map and
+descriptor losses, the loss going down on the CPU, the family contract's parts."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import pytest
 import torch
 
 from neurocorr.errors import ConfigError
+from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views, photometric
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.lightning_model import DetectorModule
-from neurocorr.models.detector.loss import ScoreMapTriplet, ssim_distance, ssim_map
+from neurocorr.models.detector.loss import PeakyRepeatability, ScoreMapTriplet, hardest_in_batch_triplet
 from neurocorr.models.detector.torch_model import EquivariantDetector
-from neurocorr.ops.geometry import visibility_mask
+from neurocorr.ops.geometry import warp_image
 
 
 def tiny_module(**kwargs) -> DetectorModule:
     net = EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, head_hidden=4, descriptor_channels=4)
-    return DetectorModule(net=net, loss=ScoreMapTriplet("ssim", 1.0), descriptor=PolarDescriptor((2.0, 4.0), 4),
-                          desc_top_k=8, optimizer=functools.partial(torch.optim.Adam, lr=1e-2), **kwargs)
+    kwargs.setdefault("loss", PeakyRepeatability(patch=8))
+    return DetectorModule(net=net, descriptor=PolarDescriptor((2.0, 4.0), 4), desc_top_k=8,
+                          optimizer=functools.partial(torch.optim.Adam, lr=1e-2), **kwargs)
 
 
 def crops(n: int = 4, size: int = 40) -> dict[str, torch.Tensor]:
@@ -27,118 +30,96 @@ def crops(n: int = 4, size: int = 40) -> dict[str, torch.Tensor]:
     return {"image": (smooth * 255).to(torch.uint8)}
 
 
-def test_each_batch_gets_fresh_warps_applied_to_image_and_mask_together() -> None:
+def test_views_are_seeded_by_the_step_and_leave_the_global_rng_alone() -> None:
     module = tiny_module()
-    batch = crops()
-    first = module.on_after_batch_transfer(dict(batch), 0)
-    second = module.on_after_batch_transfer(dict(batch), 0)
-    assert not torch.allclose(first["H"], second["H"])             # fresh randomness every batch
-    assert not torch.allclose(first["H"][0], first["H"][1])         # and per sample
-    assert not torch.allclose(first["image2"], second["image2"])
-    # the mask went through the same warp: it is 1 where image 2's pixel comes from inside image 1
-    vis = visibility_mask(torch.linalg.inv(first["H"].double()), (40, 40), (40, 40))
-    assert (first["mask2"] == 0).any()
-    assert (first["mask2"] == vis).float().mean() > 0.95
-    # rotations stay within +-90 degrees
-    angle = torch.atan2(first["H"][:, 1, 0], first["H"][:, 0, 0]).abs()
-    assert (angle <= torch.pi / 2 + 0.2).all()
+    state = torch.get_rng_state()
+    first = module.on_after_batch_transfer(crops(), 0)
+    second = module.on_after_batch_transfer(crops(), 0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(first["H"], second["H"]) and torch.equal(first["image2"], second["image2"])
+    assert not torch.allclose(first["H"][0], first["H"][1])           # fresh per sample
+    module.rng_seed = 1
+    assert not torch.allclose(module.on_after_batch_transfer(crops(), 0)["H"], first["H"])
 
 
-def test_triplet_loss_margins_and_distances() -> None:
-    a = torch.rand(2, 1, 24, 24)
-    mask = torch.ones(2, 1, 24, 24)
-    ssim = ScoreMapTriplet("ssim", 1.0)
-    noise = torch.rand(2, 1, 24, 24)
-    # identical anchor/positive, unrelated negative: d_ap = 0, d_an > 0 -> loss < margin
-    assert ssim(a, a, noise, mask) < 1.0
-    assert ssim(a, noise, a, mask) > 1.0
-    mse = ScoreMapTriplet("mse", 2.0)
-    assert mse(a, a, noise, mask) < 2.0
-    with pytest.raises(ConfigError, match="margin=2"):
-        ScoreMapTriplet("ssim", 2.0)
-    with pytest.raises(ConfigError, match="distance"):
-        ScoreMapTriplet("l1", 1.0)
-
-
-def test_ssim_map_equals_kornia_ssim_and_has_exact_gradients() -> None:
-    from kornia.metrics import ssim as kornia_ssim
-
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.rand(3, 2, 20, 17, generator=g), torch.rand(3, 2, 20, 17, generator=g)
-    for window in (3, 5, 7):
-        torch.testing.assert_close(ssim_map(a, b, window), kornia_ssim(a, b, window), atol=1e-5, rtol=1e-4)
-    assert torch.allclose(ssim_map(a, a), torch.ones(()), atol=1e-5)
-    x = torch.rand(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
-    y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda t: ssim_map(t, y), (x,))
-    with pytest.raises(ValueError, match="one shape"):
-        ssim_map(a, b[:, :1])
-    # bf16 maps (GPU autocast) are compared in float32
-    half = ssim_map(a.bfloat16(), b.bfloat16())
-    assert half.dtype == torch.float32
-    torch.testing.assert_close(half, ssim_map(a.bfloat16().float(), b.bfloat16().float()))
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # the blur's matmuls stay in float32 under autocast
-        autocast = ssim_map(a, b)
-    assert autocast.dtype == torch.float32
-    torch.testing.assert_close(autocast, ssim_map(a, b))
-    with pytest.raises(ValueError, match="larger than 3 px"):
-        ssim_map(a[..., :3, :3], b[..., :3, :3], 7)
-
-
-def test_triplet_loss_equals_its_two_distances() -> None:
-    g = torch.Generator().manual_seed(1)
-    a, p, n = (torch.rand(4, 1, 16, 16, generator=g) for _ in range(3))
-    mask = (torch.rand(4, 1, 16, 16, generator=g) > 0.2).float()
-    expected = torch.relu(ssim_distance(a, p, mask) - ssim_distance(a, n, mask) + 0.7).mean()
-    torch.testing.assert_close(ScoreMapTriplet("ssim", 0.7)(a, p, n, mask), expected)
-
-
-def test_border_mask_is_the_eroded_validity_inside_the_band() -> None:
-    module = tiny_module(border=2)
-    mask = torch.ones(1, 1, 12, 12)
-    mask[..., 5, 7] = 0
-    out = module._border_mask(mask)
-    expected = torch.zeros(1, 1, 12, 12)
-    expected[..., 2:-2, 2:-2] = 1
-    expected[..., 3:8, 5:10] = 0  # the 5x5 neighbourhood of the invalid pixel
-    assert torch.equal(out, expected)
-
-
-def test_descriptor_triplet_reads_positive_and_negative_at_the_warped_points(monkeypatch: pytest.MonkeyPatch) -> None:
-    import neurocorr.models.detector.lightning_model as lm
-    from neurocorr.models.detector.keypoints import detect_keypoints, keypoint_angles
-    from neurocorr.ops.geometry import warp_points
-
-    module = tiny_module()
+def test_views_cover_zoom_and_full_rotation_with_exact_zero_padding() -> None:
     torch.manual_seed(0)
+    image = crops(64, 48)["image"].float() / 255
+    views = make_views(image, WarpRanges(), Photometric(enabled=False))
+    H = views["H"].double()
+    scale = H[:, :2, :2].det().abs().sqrt()
+    assert scale.min() < 0.75 and scale.max() > 1.4                   # zoom out and in
+    angle = torch.atan2(H[:, 1, 0], H[:, 0, 0])
+    assert angle.min() < -2.5 and angle.max() > 2.5                   # the full circle
+    for key in ("1", "2"):
+        pad = views[f"mask{key}"] == 0
+        assert pad.any() and (views[f"image{key}"][pad] == 0).all()
+    # view 2 is view 1 moved by H where both are valid
+    moved = warp_image(views["image1"], views["H"], (48, 48))
+    inside = (warp_image(views["mask1"], views["H"], (48, 48)) > 0.999) & (views["mask2"] > 0)
+    assert (moved - views["image2"])[inside].abs().mean() < 0.03
+
+
+def test_photometric_changes_are_drawn_per_image_and_can_be_off() -> None:
+    torch.manual_seed(0)
+    image = torch.rand(4, 1, 32, 32)
+    a, b = photometric(image, Photometric()), photometric(image, Photometric())
+    assert a.shape == image.shape and 0 <= a.min() and a.max() <= 1
+    assert not torch.allclose(a, b) and not torch.allclose(a[0] - image[0], a[1] - image[1])
+    assert torch.equal(photometric(image, Photometric(enabled=False)), image)
+    with pytest.raises(ConfigError, match="zoom"):
+        WarpRanges(zoom=(2.0, 0.5))
+
+
+def test_peaky_loss_prefers_agreeing_sharp_maps() -> None:
+    loss = PeakyRepeatability(patch=8)
+    mask = torch.ones(1, 1, 32, 32)
+    peaks = torch.zeros(1, 1, 32, 32)
+    peaks[..., 4::8, 4::8] = 1.0
+    flat = torch.full_like(peaks, 0.9)
+    shifted = peaks.roll(3, -1)
+    assert loss(peaks, peaks, peaks, mask) < 0.2                       # agree and peaky
+    assert loss(peaks, shifted, peaks, mask) > loss(peaks, peaks, peaks, mask) + 0.5
+    assert loss(flat, flat, flat, mask) > 0.9                          # saturated maps are not rewarded
+    with pytest.raises(ConfigError, match="patch"):
+        PeakyRepeatability(patch=2)
+
+
+def test_hardest_in_batch_triplet_takes_the_closest_wrong_descriptor() -> None:
+    a = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[-1.0, 0.0], [0.6, 0.8]]]), dim=-1)
+    p = a.clone()
+    xy = torch.tensor([[[0.0, 0.0], [50.0, 0.0]], [[0.0, 0.0], [50.0, 0.0]]])
+    valid = torch.ones(2, 2, dtype=torch.bool)
+    loss = hardest_in_batch_triplet(a, p, valid, xy, margin=1.0)
+    # d_ap = 0; the hardest negatives: (0,1)<->(1,1) at 0.632, (1,0) at distance sqrt(2) from (0,1)
+    d = torch.cdist(a.flatten(0, 1), p.flatten(0, 1)).fill_diagonal_(float("inf"))
+    expected = torch.relu(1.0 - torch.minimum(d.min(0).values, d.min(1).values)).mean()
+    torch.testing.assert_close(loss, expected)
+    # two points of one image closer than exclude_px are not each other's negatives
+    near = torch.zeros(1, 2, 2)
+    assert hardest_in_batch_triplet(a[:1], p[:1], valid[:1], near, exclude_px=8.0) == 0
+
+
+def test_losses_include_padding_orientation_and_descriptor_terms() -> None:
+    module = tiny_module()
     batch = module.on_after_batch_transfer(crops(3, 40), 0)
-    seen = {}
-    monkeypatch.setattr(lm, "descriptor_triplet", lambda a, p, n, valid, margin: seen.update(a=a, p=p, n=n) or a.sum() * 0)
-    module.eval()  # batch norm in eval mode: the network's outputs do not depend on the batch
-    module.compute_loss(batch)
-    out1, out2 = module.net(batch["image1"]), module.net(batch["image2"])
-    kp = detect_keypoints(out1.score, out1.orientation, module.desc_top_k, 0.0, module.nms_window, module.border)
-    xy2 = warp_points(kp.xy, batch["H"].float())
-    for b in range(3):
-        j = (b - 1) % 3  # the negative of sample b is warped image b-1, read at b's warped points in its own orientation
-        expect_p = module.descriptor(out2.features[b : b + 1], xy2[b : b + 1], keypoint_angles(out2.orientation[b : b + 1], xy2[b : b + 1]))
-        expect_n = module.descriptor(out2.features[j : j + 1], xy2[b : b + 1], keypoint_angles(out2.orientation[j : j + 1], xy2[b : b + 1]))
-        expect_a = module.descriptor(out1.features[b : b + 1], kp.xy[b : b + 1], kp.angle[b : b + 1])
-        torch.testing.assert_close(seen["p"][b : b + 1], expect_p, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(seen["n"][b : b + 1], expect_n, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(seen["a"][b : b + 1], expect_a, atol=1e-5, rtol=1e-4)
+    losses = module.compute_loss(batch)
+    assert set(losses) == {"kp_loss", "pad_loss", "ori_loss", "desc_loss", "loss"}
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["pad_loss"] > 0
+    with pytest.raises(ConfigError, match="desc_mining"):
+        tiny_module(desc_mining="random")
+    roll = tiny_module(desc_mining="roll", loss=ScoreMapTriplet("ssim", 1.0))
+    assert torch.isfinite(roll.compute_loss(batch)["desc_loss"])
 
 
 def test_loss_decreases_over_a_few_steps_on_the_cpu() -> None:
     torch.manual_seed(0)
     module = tiny_module()
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
-    batch = crops(4, 40)
+    batch = module.on_after_batch_transfer(crops(4, 40), 0)  # the same views every step: this tests the optimisation
     losses = []
     for _ in range(12):
-        torch.manual_seed(1)  # the same warps every step: this tests the optimisation, not the data
-        b = module.on_after_batch_transfer(dict(batch), 0)
-        loss = module.compute_loss(b)["loss"]
+        loss = module.compute_loss(batch)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -146,8 +127,15 @@ def test_loss_decreases_over_a_few_steps_on_the_cpu() -> None:
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.02, losses
 
 
-def test_batch_of_one_is_refused_with_a_clear_error() -> None:
-    module = tiny_module()
+def test_contract_parts_batch_of_one_and_validation_metrics() -> None:
+    module = tiny_module(eval_settings=[[100, 2.0]])
+    assert module.validation_metrics() == ["val/loss", "val/rep_100_2px"]
+    assert module.missing_batch_keys(["image1", "image2"]) == ["H"]
+    assert module.missing_batch_keys(["image"]) == []
+    with pytest.raises(TypeError):
+        DetectorModule(EquivariantDetector(), optimizer=torch.optim.Adam)  # keyword-only
+    with pytest.raises(ConfigError, match="scales"):
+        tiny_module(scales=[1.0, 2.0])
     b = module.on_after_batch_transfer(crops(1, 32), 0)
     with pytest.raises(ConfigError, match="batch_size >= 2"):
         module.compute_loss(b)

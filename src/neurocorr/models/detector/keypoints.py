@@ -1,15 +1,16 @@
-"""Keypoints from the detector's maps: NMS + threshold + top-k + sub-pixel (``ops.peaks``), border
-removal, and an orientation per keypoint. Pixel centres at integer coordinates."""
+"""Keypoints from the detector's maps: NMS + threshold + top-k + 2-D sub-pixel refinement
+(``ops.peaks``), border removal, an orientation per keypoint, and detection over an image pyramid
+with scale-space NMS. Pixel centres at integer coordinates."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from neurocorr.models.detector.torch_model import orientation_angle
-from neurocorr.ops.peaks import find_peaks
+from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
+from neurocorr.ops.peaks import find_peaks, refine_subpixel_2d
 
 
 class Keypoints(NamedTuple):
@@ -35,11 +36,67 @@ def keypoint_angles(orientation: torch.Tensor, xy: torch.Tensor) -> torch.Tensor
     return orientation_angle(sample_maps(orientation, xy))
 
 
+def score_peaks(score: torch.Tensor, top_k: int = 300, threshold: float = 0.0, nms_window: int = 3, border: int = 4,
+                subpixel: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Peaks of a score map ``(B, 1, H, W)``: (xy ``(B, K, 2)``, score ``(B, K)``, valid ``(B, K)``),
+    refined by a 2-D quadratic fit when ``subpixel``."""
+    if score.dim() != 4 or score.shape[1] != 1:
+        raise ValueError(f"expected a (B, 1, H, W) score map, got {tuple(score.shape)}")
+    peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=False)
+    xy = peaks.xy
+    if subpixel:
+        flat = (xy[..., 1].round().long() * score.shape[-1] + xy[..., 0].round().long())
+        xy = refine_subpixel_2d(score, flat)
+    return xy[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
+
+
 def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int = 300, threshold: float = 0.0,
                      nms_window: int = 5, border: int = 4, subpixel: bool = True) -> Keypoints:
     """Keypoints of a score map ``(B, 1, H, W)`` with orientations from ``(B, N, H, W)``."""
-    if score.dim() != 4 or score.shape[1] != 1:
-        raise ValueError(f"detect_keypoints expects a (B, 1, H, W) score map, got {tuple(score.shape)}")
-    peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=subpixel)
-    xy, s, valid = peaks.xy[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
+    xy, s, valid = score_peaks(score, top_k, threshold, nms_window, border, subpixel)
     return Keypoints(xy=xy, score=s, angle=keypoint_angles(orientation, xy), valid=valid)
+
+
+Describe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Describe, image: torch.Tensor,
+                   scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
+                   border: int = 4, subpixel: bool = True) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
+    """Keypoints over an image pyramid with scale-space NMS.
+
+    The network runs on ``image`` ``(B, C, H, W)`` resized by each of ``scales``; each score map is
+    resized back to ``H x W``; a point is kept where the maximum over scales is a local maximum in
+    ``nms_window`` (so the same structure seen at two scales gives one keypoint, at the scale that
+    answers most). Orientation and descriptor (``describe(features, xy, angle)``) are read in the
+    level of the keypoint's scale, at the keypoint's position in that level.
+
+    Returns (keypoints, descriptors ``(B, K, D)``, the max-over-scales score map ``(B, 1, H, W)``).
+    """
+    h, w = image.shape[-2:]
+    outs, maps, sizes = [], [], []
+    for s in scales:
+        size = (max(16, round(h * s)), max(16, round(w * s)))
+        level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
+                                                           align_corners=False)
+        out = net(level)
+        outs.append(out)
+        sizes.append(size)
+        maps.append(out.score if size == (h, w) else F.interpolate(out.score, size=(h, w), mode="bilinear",
+                                                                    align_corners=False))
+    stack = torch.cat(maps, 1)                                                       # (B, L, H, W)
+    best, level = stack.max(1, keepdim=True)
+    xy, score, valid = score_peaks(best, top_k, threshold, nms_window, border, subpixel)
+    flat = (xy.round().long()[..., 1].clamp(0, h - 1) * w + xy.round().long()[..., 0].clamp(0, w - 1))
+    lvl = level.flatten(1).gather(1, flat)                                           # (B, K)
+    angle = torch.zeros_like(score)
+    desc = None
+    for i, (out, (lh, lw)) in enumerate(zip(outs, sizes)):
+        ratio = xy.new_tensor([lw / w, lh / h])
+        xy_l = (xy + 0.5) * ratio - 0.5
+        a_l = keypoint_angles(out.orientation, xy_l)
+        d_l = describe(out.features, xy_l, a_l)
+        pick = lvl == i
+        angle = torch.where(pick, a_l, angle)
+        desc = d_l if desc is None else torch.where(pick[..., None], d_l, desc)
+    return Keypoints(xy=xy, score=score, angle=angle, valid=valid), desc, best

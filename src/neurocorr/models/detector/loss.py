@@ -125,3 +125,69 @@ def descriptor_triplet(anchor: torch.Tensor, positive: torch.Tensor, negative: t
     loss = F.relu(d_ap - d_an + margin)
     v = valid.to(loss.dtype)
     return (loss * v).sum() / v.sum().clamp(min=1.0)
+
+
+class PeakyRepeatability(nn.Module):
+    """Score-map loss that wants the maps of two views to agree *and* to be peaky (in the manner of
+    R2D2): ``forward(anchor, positive, negative, mask)`` -> scalar, maps ``(B, 1, H, W)``.
+
+    - repeatability: ``1 - cosine similarity`` of the two maps over ``patch x patch`` windows (stride
+      ``patch / 2``), each window's pixels weighted by ``mask``, averaged over windows with at least
+      half their pixels valid;
+    - peakiness: ``1 - (max - mean)`` of each map over the same windows, so that each window holds
+      one sharp maximum and the maps do not saturate (a flat map at 1 scores the worst).
+    ``negative`` is not used (the signature is the triplet's, so either loss plugs into the module).
+
+    Args:
+        patch: window side (px). peaky_weight: weight of the peakiness term.
+    """
+
+    def __init__(self, patch: int = 16, peaky_weight: float = 1.0) -> None:
+        super().__init__()
+        if patch < 4:
+            raise ConfigError(f"loss.patch must be >= 4, got {patch}")
+        self.patch, self.peaky_weight = int(patch), float(peaky_weight)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, self.patch, stride=self.patch // 2)
+
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        a, p = anchor * mask, positive * mask
+        num = self._pool(a * p)
+        den = (self._pool(a * a) * self._pool(p * p)).clamp(min=1e-12).sqrt()
+        weight = (self._pool(mask) >= 0.5).to(num.dtype)
+        rep = 1 - (num / den * weight).sum() / weight.sum().clamp(min=1)
+        peaky = 0.0
+        for s in (anchor, positive):
+            top = F.max_pool2d(s * mask, self.patch, stride=self.patch // 2)
+            peak = top - self._pool(s * mask) / self._pool(mask).clamp(min=1e-6)
+            peaky = peaky + 1 - (peak * weight).sum() / weight.sum().clamp(min=1)
+        return rep + self.peaky_weight * peaky / 2
+
+
+def hardest_in_batch_triplet(anchor: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor, xy: torch.Tensor,
+                             margin: float = 1.0, exclude_px: float = 8.0) -> torch.Tensor:
+    """HardNet-style triplet on unit descriptors: each (anchor i, positive i) pair against the
+    closest non-matching descriptor of the whole batch (``min_j d(a_i, p_j)`` and ``min_j d(a_j, p_i)``).
+
+    Args:
+        anchor, positive: ``(B, K, D)`` descriptors of the same points in the two views.
+        valid: ``(B, K)`` bool, pairs that take part. xy: ``(B, K, 2)`` the points in view 1 (px):
+            points of the same image closer than ``exclude_px`` are not counted as negatives.
+    Returns the mean of ``relu(margin + d(a_i, p_i) - d_hardest_negative)`` over valid pairs.
+    """
+    b, k, _ = anchor.shape
+    keep = valid.flatten()
+    if int(keep.sum()) < 2:
+        return anchor.sum() * 0
+    a, p = anchor.flatten(0, 1)[keep], positive.flatten(0, 1)[keep]
+    pts = xy.flatten(0, 1)[keep].float()
+    img = torch.arange(b, device=anchor.device).repeat_interleave(k)[keep]
+    dist = torch.cdist(a.float(), p.float())                                       # (N, N)
+    near = (img[:, None] == img[None, :]) & (torch.cdist(pts, pts) < exclude_px)    # the pair itself too
+    masked = dist.masked_fill(near, float("inf"))
+    hardest = torch.minimum(masked.min(1).values, masked.min(0).values)
+    positive_d = dist.diagonal()
+    ok = torch.isfinite(hardest)
+    loss = F.relu(margin + positive_d - hardest.where(ok, positive_d + margin))
+    return loss.mean()

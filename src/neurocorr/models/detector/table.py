@@ -9,12 +9,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-METRICS = ("rep_300_3px", "rep_60_1px", "match_acc", "loc_err_300_3px", "n_matches")
+from neurocorr.models.detector.homography import homography_auc
+
+METRICS = ("rep_300_3px", "rep_60_1px", "match_acc", "h_auc_1px", "h_auc_3px", "h_auc_5px", "loc_err_300_3px",
+           "n_matches", "n_kp", "det_ms")
+AUC_PX = {"h_auc_1px": 1.0, "h_auc_3px": 3.0, "h_auc_5px": 5.0}
 
 
 def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
     """Mean of each metric per (method, sequence), then per method over all pairs (``sequence``
-    ``average``). NaNs (e.g. no repeated point) are left out of the means."""
+    ``average``). NaNs (e.g. no repeated point) are left out of the means. ``h_auc_<t>px`` is the
+    homography AUC of the group's corner errors (``h_err``) up to t px."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["method"], row["sequence"])].append(row)
@@ -23,6 +28,10 @@ def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[di
     for (method, sequence), members in groups.items():
         entry = {"method": method, "sequence": sequence, "pairs": len(members)}
         for m in metrics:
+            if m in AUC_PX:
+                errors = [float(r["h_err"]) for r in members if "h_err" in r]
+                entry[m] = homography_auc(errors, AUC_PX[m]) if errors else float("nan")
+                continue
             values = [float(r[m]) for r in members if m in r and not math.isnan(float(r[m]))]
             entry[m] = sum(values) / len(values) if values else float("nan")
         out.append(entry)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurocorr.ops.matching import match_mnn
+from neurocorr.models.detector.matching import match_mnn
 
 
 def test_mnn_recovers_a_permutation_and_skips_one_sided_neighbours() -> None:

@@ -10,7 +10,9 @@ Protocol for one pair (image 1, image 2, ``H``: 1 -> 2):
    has a kp1 within ``threshold``) / (#kp1 + #kp2), i.e. counted in both directions;
 4. localisation error = mean distance of those nearest neighbours that are within ``threshold``;
 5. matching accuracy = share of mutual-nearest-neighbour descriptor matches whose reprojection
-   error is under ``match_threshold`` px.
+   error is under ``match_threshold`` px;
+6. homography corner error: MNN matches of the ``homography_top_k`` best keypoints of each image ->
+   RANSAC -> mean error of the four corners (``homography.py``); AUCs are taken over pairs.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Optional, Sequence
 import torch
 from torchmetrics import Metric
 
+from neurocorr.models.detector.homography import corner_error, estimate_homography
+from neurocorr.models.detector.matching import match_mnn
 from neurocorr.ops.geometry import covisible, warp_points
-from neurocorr.ops.matching import match_mnn
 
 
 def select_keypoints(xy: torch.Tensor, score: torch.Tensor, H: torch.Tensor, size_from: Sequence[int],
@@ -76,9 +79,11 @@ def evaluate_pair(
     size1: Sequence[int], size2: Sequence[int],
     settings: Sequence[tuple[int, float]] = ((300, 3.0), (60, 1.0)),
     match_top_k: int = 300, match_threshold: float = 3.0, dedupe_px: float = 0.0,
+    homography_top_k: int = 1000, ransac_px: float = 3.0,
 ) -> dict[str, float]:
     """All figures of one pair. ``kp*``: dicts with ``xy`` (N, 2), ``score`` (N,) and optionally
-    ``desc`` (N, D). Keys: ``rep_<k>_<t>px``, ``loc_err_<k>_<t>px``, ``match_acc``, ``n_matches``."""
+    ``desc`` (N, D). Keys: ``rep_<k>_<t>px``, ``loc_err_<k>_<t>px``, ``n_kp`` (keypoints of image 1),
+    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate)."""
     H = H.double()
     H_inv = torch.linalg.inv(H)
     out: dict[str, float] = {}
@@ -95,6 +100,13 @@ def evaluate_pair(
         m = matching_accuracy(kp1["xy"][i1], kp1["desc"][i1], kp2["xy"][i2], kp2["desc"][i2], H, match_threshold)
         out["match_acc"] = float(m["matching_accuracy"])
         out["n_matches"] = float(m["n_matches"])
+        # the best keypoints of each whole image: no ground truth decides which points take part
+        i1 = kp1["score"].argsort(descending=True)[:homography_top_k]
+        i2 = kp2["score"].argsort(descending=True)[:homography_top_k]
+        pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
+        H_est = estimate_homography(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], ransac_px)
+        out["h_err"] = corner_error(H_est, H, size1)
+    out["n_kp"] = float(kp1["xy"].shape[0])
     return out
 
 

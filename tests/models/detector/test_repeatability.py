@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from neurocorr.metrics.repeatability import Repeatability, evaluate_pair, repeatability, select_keypoints
+from neurocorr.models.detector.repeatability import Repeatability, evaluate_pair, repeatability, select_keypoints
 
 EYE = torch.eye(3, dtype=torch.float64)
 

@@ -1,0 +1,62 @@
+"""Homography estimation accuracy (the HPatches protocol of SuperPoint and glue-factory).
+
+For one pair: mutual-nearest-neighbour matches -> ``cv2.findHomography`` with RANSAC -> the mean
+distance between the four image corners of image 1 mapped by the estimate and by the true
+homography (px). Over a set of pairs: the area under the curve of the share of pairs whose corner
+error is at most ``e``, for ``e`` from 0 to a threshold, divided by the threshold (AUC in [0, 1]).
+A pair without an estimate (fewer than four matches, RANSAC failed) counts as an infinite error.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from neurocorr.ops.geometry import warp_points
+
+
+def corners(size: Sequence[int]) -> torch.Tensor:
+    """The four outermost pixel centres ``(4, 2)`` float64 (x, y) of an image of ``size = (H, W)``."""
+    h, w = float(size[0]) - 1, float(size[1]) - 1
+    return torch.tensor([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]], dtype=torch.float64)
+
+
+def estimate_homography(xy1: torch.Tensor, xy2: torch.Tensor, ransac_px: float = 3.0,
+                        seed: int = 0) -> Optional[torch.Tensor]:
+    """RANSAC homography ``(3, 3)`` float64 from matched points ``(M, 2)`` (image 1 -> 2), or None
+    (fewer than four matches, or OpenCV found none). OpenCV's RNG is seeded, so runs repeat."""
+    if xy1.shape[0] < 4:
+        return None
+    cv2.setRNGSeed(seed)
+    H, _ = cv2.findHomography(xy1.double().numpy(), xy2.double().numpy(), cv2.RANSAC, ransac_px,
+                              maxIters=5000, confidence=0.9999)
+    if H is None or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12:
+        return None
+    return torch.from_numpy(H).double()
+
+
+def corner_error(H_est: Optional[torch.Tensor], H_true: torch.Tensor, size: Sequence[int]) -> float:
+    """Mean distance (px) of image 1's four corners mapped by ``H_est`` and by ``H_true``; inf
+    without an estimate."""
+    if H_est is None:
+        return math.inf
+    c = corners(size)
+    err = (warp_points(c, H_est.double()) - warp_points(c, H_true.double())).norm(dim=-1).mean()
+    return float(err) if torch.isfinite(err) else math.inf
+
+
+def homography_auc(errors: Sequence[float], threshold: float) -> float:
+    """AUC of the recall curve of corner ``errors`` (px) up to ``threshold``, normalised to [0, 1]."""
+    if not errors:
+        return float("nan")
+    e = np.sort(np.asarray(errors, dtype=np.float64))
+    recall = np.arange(1, len(e) + 1) / len(e)
+    e, recall = np.concatenate([[0.0], e]), np.concatenate([[0.0], recall])
+    last = np.searchsorted(e, threshold)
+    xs = np.concatenate([e[:last], [threshold]])
+    ys = np.concatenate([recall[:last], [recall[last - 1]]])
+    return float(np.trapezoid(ys, xs) / threshold)

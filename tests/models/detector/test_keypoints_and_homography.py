@@ -1,0 +1,80 @@
+"""2-D sub-pixel peaks, detection over a pyramid with scale-space NMS, homography estimation and its AUC."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neurocorr.models.detector.homography import corner_error, corners, estimate_homography, homography_auc
+from neurocorr.models.detector.keypoints import detect_pyramid, score_peaks
+from neurocorr.models.detector.table import summarise
+from neurocorr.models.detector.torch_model import DetectorOutput
+from neurocorr.ops.geometry import warp_points
+from neurocorr.ops.peaks import refine_subpixel, refine_subpixel_2d
+
+
+def quadratic_peak(cx: float, cy: float, size: int = 15) -> torch.Tensor:
+    """A tilted elliptic paraboloid (strong x-y cross term) with its maximum at (cx, cy)."""
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    dx, dy = xs - cx, ys - cy
+    return (10 - (dx * dx + dy * dy + 1.6 * dx * dy))[None, None]
+
+
+def test_2d_fit_recovers_a_tilted_peak_that_the_1d_fits_miss() -> None:
+    score = quadratic_peak(7.3, 6.8)
+    flat = score.flatten(2).argmax(2, keepdim=True)
+    exact = refine_subpixel_2d(score, flat)[0, 0, 0]
+    one_d = refine_subpixel(score, flat)[0, 0, 0]
+    torch.testing.assert_close(exact, torch.tensor([7.3, 6.8], dtype=torch.float64))
+    assert (one_d - torch.tensor([7.3, 6.8], dtype=torch.float64)).norm() > 0.1
+    xy, s, valid = score_peaks(score, top_k=1, border=1)
+    torch.testing.assert_close(xy[0, 0], exact)
+
+
+def test_2d_fit_falls_back_where_the_fit_is_no_maximum() -> None:
+    score = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    score[..., 2, 2], score[..., 2, 3] = 1.0, 1.0                    # a ridge: singular Hessian
+    flat = torch.tensor([[[12]]])
+    torch.testing.assert_close(refine_subpixel_2d(score, flat), refine_subpixel(score, flat))
+
+
+class BlobNet(torch.nn.Module):
+    """Score = the image itself; orientation uniform; features = the image (a stand-in network)."""
+
+    def forward(self, image: torch.Tensor) -> DetectorOutput:
+        b, _, h, w = image.shape
+        return DetectorOutput(score=image, orientation=torch.full((b, 8, h, w), 1 / 8), features=image)
+
+
+def test_pyramid_detection_keeps_one_keypoint_per_structure_at_its_best_scale() -> None:
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blob = torch.exp(-((xs - 30) ** 2 + (ys - 34) ** 2) / (2 * 6.0**2))[None, None]
+    describe = lambda f, xy, a: torch.cat([xy, a[..., None]], -1)  # noqa: E731
+    kp, desc, best = detect_pyramid(BlobNet(), describe, blob, [1.0, 0.5], top_k=5, threshold=0.5, border=2)
+    assert int(kp.valid.sum()) == 1                                   # the blob once, not once per scale
+    assert (kp.xy[0, 0] - torch.tensor([30.0, 34.0])).norm() < 0.5
+    assert best.shape == blob.shape and desc.shape == (1, 5, 3)
+
+
+def test_homography_from_exact_matches_has_zero_corner_error() -> None:
+    H = torch.tensor([[0.9, -0.2, 12.0], [0.25, 1.1, -4.0], [1e-4, -2e-4, 1.0]], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    xy1 = torch.rand(40, 2, generator=g, dtype=torch.float64) * 100
+    xy2 = warp_points(xy1, H)
+    xy2[:8] += 30.0                                                    # outliers
+    H_est = estimate_homography(xy1, xy2)
+    assert corner_error(H_est, H, (100, 120)) < 1e-3
+    assert estimate_homography(xy1[:3], xy2[:3]) is None and corner_error(None, H, (10, 10)) == math.inf
+    assert corners((3, 5)).tolist() == [[0, 0], [4, 0], [4, 2], [0, 2]]
+
+
+def test_auc_of_corner_errors() -> None:
+    assert homography_auc([0.0, 0.0], 3.0) == pytest.approx(1.0)
+    assert homography_auc([math.inf, math.inf], 3.0) == 0.0
+    # one pair at 1 px of two: recall 0.5 from 1 px on -> area 0.5 * (3 - 1) / 3, plus the ramp from 0 to 1 px
+    assert homography_auc([1.0, math.inf], 3.0) == pytest.approx((0.5 * 1 / 2 + 0.5 * 2) / 3)
+    rows = [{"method": "m", "sequence": "s", "pair": i, "h_err": e} for i, e in enumerate([0.0, 2.0, math.inf])]
+    entry = [e for e in summarise(rows, ("h_auc_3px",)) if e["sequence"] == "average"][0]
+    assert entry["h_auc_3px"] == pytest.approx(homography_auc([0.0, 2.0, math.inf], 3.0))
