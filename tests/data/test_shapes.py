@@ -36,7 +36,8 @@ def test_rendered_figure_area_matches_its_parameters() -> None:
 
 
 def test_single_item_equals_batched_item() -> None:
-    dataset = ShapePairs(seed=5, length=20, image_size=32)
+    dataset = ShapesDataModule(image_size=32, train_size=20, val_size=4, test_size=4, split_seeds=(5, 6, 7)).datasets["train"]
+    assert isinstance(dataset, ShapePairs)
     batch = dataset.__getitems__([4, 9])
     single = dataset[9]
     assert all(torch.equal(single[k], batch[k][1]) for k in single)

@@ -7,41 +7,42 @@ device by the LightningModule.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from neurocorr.data.formats.class_folders import read_class_folders
+from neurocorr.data.base import SPLITS, NeurocorrDataModule, check_int
+from neurocorr.data.formats.class_folders import MIN_PER_SPLIT, ClassFolderSplit, read_class_folders, split_class_folders
 from neurocorr.data.formats.image import read_image
-from neurocorr.data.samplers import EpochSeededRandomSampler
-from neurocorr.data.split_loaders import SplitLoaders
-from neurocorr.data.synthetic.shapes import shape_pairs
+from neurocorr.data.synthetic.drawn_shapes import DrawnStyle, drawn_shape_pairs, resolve_classes
+from neurocorr.data.synthetic.shapes import FIGURES, shape_pairs
 from neurocorr.errors import ConfigError
 
-SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
+PAIR_KEYS = ("image_a", "image_b", "label", "class_a", "class_b")
+STYLES = ("easy", "drawn")
+CLASS_FOLDER_SPLITS = ("fractions", "all")
 
-
-def _stack_batch(items: Any) -> Any:
-    """Collate for datasets whose ``__getitems__`` already returns a batched dict."""
-    return items
+PairsFn = Callable[[int, torch.Tensor], dict[str, torch.Tensor]]
 
 
 class ShapePairs(Dataset):
-    """``length`` pairs of circle/square images; sample ``i`` is a pure function of (seed, i)."""
+    """``length`` synthetic pairs; sample ``i`` is ``pairs_fn(seed, [i])``, a pure function of (seed, i)."""
 
-    def __init__(self, seed: int, length: int, image_size: int = 64, max_angle_deg: float = 0.0) -> None:
-        self.seed, self.length, self.image_size = seed, length, image_size
-        self.max_angle = math.radians(max_angle_deg)
+    def __init__(self, pairs_fn: PairsFn, seed: int, length: int) -> None:
+        self.pairs_fn, self.seed, self.length = pairs_fn, seed, length
 
     def __len__(self) -> int:
         return self.length
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        return shape_pairs(self.seed, torch.as_tensor(list(indices), dtype=torch.long), self.image_size, self.max_angle)
+        return self.pairs_fn(self.seed, torch.as_tensor(list(indices), dtype=torch.long))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
@@ -49,7 +50,8 @@ class ShapePairs(Dataset):
 
 class ClassFolderPairs(Dataset):
     """Balanced pairs drawn from class folders: pair ``i`` is a pure function of (seed, i);
-    even ``i`` gives a same-class pair, odd ``i`` a different-class pair."""
+    even ``i`` gives a same-class pair, odd ``i`` a different-class pair. Every class needs
+    at least two images."""
 
     def __init__(self, files: list[list[Path]], seed: int, length: int, image_size: int) -> None:
         self.files, self.seed, self.length, self.image_size = files, seed, length, image_size
@@ -86,85 +88,106 @@ class ClassFolderPairs(Dataset):
         }
 
 
-class PairDataModule(SplitLoaders):
-    """Shared loader settings of the pair data modules; subclasses build ``self.datasets``."""
+class ShapesDataModule(NeurocorrDataModule):
+    """Synthetic pairs; train, val and test use distinct seeds.
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, pin_memory: bool = True, seed: int = 0) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
-        self.datasets: dict[str, Dataset] = {}
+    Args:
+        style: ``easy`` (filled circles and squares, flat colours; squares axis-aligned unless
+            ``max_angle_deg`` > 0) or ``drawn`` (hand-drawn-looking outlines and filled shapes of
+            ``classes``, see :mod:`neurocorr.data.synthetic.drawn_shapes`).
+        image_size: side of the square images, px.
+        train_size, val_size, test_size: pairs per split.
+        split_seeds: three distinct seeds, one per split.
+        max_angle_deg: ``easy`` only: squares rotated by up to this angle.
+        classes: ``drawn`` only: class names (``None`` = all the generator knows).
+        drawn: ``drawn`` only: overrides of :class:`DrawnStyle` fields (ranges of the generator).
+        **loader: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
+    """
 
-    def _loader(self, split: str) -> DataLoader:
-        dataset = self.datasets[split]
-        sampler = EpochSeededRandomSampler(len(dataset), self.seed) if split == "train" else None
-        batched = hasattr(dataset, "__getitems__")
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-            collate_fn=_stack_batch if batched else None,
-            drop_last=split == "train" and len(dataset) > self.batch_size,
-            # the loader's own generator: creating an iterator must not draw from the global RNG,
-            # which stays untouched so resumed runs repeat exactly
-            generator=torch.Generator().manual_seed(self.seed),
-        )
-
-
-class ShapesDataModule(PairDataModule):
-    """Synthetic circle/square pairs; train, val and test use distinct seeds. Squares are
-    axis-aligned unless ``max_angle_deg`` > 0 (a much harder task for a stride-4 stem)."""
+    batch_keys = PAIR_KEYS
 
     def __init__(
         self,
+        *,
+        style: str = "easy",
         image_size: int = 64,
         train_size: int = 20000,
         val_size: int = 1000,
         test_size: int = 2000,
         split_seeds: Sequence[int] = (1, 2, 3),
         max_angle_deg: float = 0.0,
+        classes: Optional[Sequence[str]] = None,
+        drawn: Optional[Mapping[str, Any]] = None,
         **loader: Any,
     ) -> None:
         super().__init__(**loader)
+        if style not in STYLES:
+            raise ConfigError(f"data.style must be one of {list(STYLES)}, got {style!r}")
+        check_int("data.image_size", image_size, minimum=8)
+        sizes = (train_size, val_size, test_size)
+        for key, n in zip(("data.train_size", "data.val_size", "data.test_size"), sizes):
+            check_int(key, n, minimum=1)
         if len(set(split_seeds)) != 3:
             raise ConfigError(f"data.split_seeds must be three distinct seeds, got {list(split_seeds)}")
-        sizes = (train_size, val_size, test_size)
-        self.datasets = {
-            s: ShapePairs(seed, n, image_size, max_angle_deg) for s, seed, n in zip(SPLITS, split_seeds, sizes)
-        }
-        self.class_names = ["circle", "square"]
+        pairs_fn: PairsFn
+        if style == "easy":
+            pairs_fn = functools.partial(shape_pairs, size=image_size, max_angle=math.radians(max_angle_deg))
+            self.class_names = list(FIGURES)
+        else:
+            class_ids = resolve_classes(classes)
+            pairs_fn = functools.partial(drawn_shape_pairs, size=image_size, classes=class_ids,
+                                         style=DrawnStyle.from_config(drawn))
+            self.class_names = [name for name, _ in class_ids]
+        self.datasets = {s: ShapePairs(pairs_fn, seed, n) for s, seed, n in zip(SPLITS, split_seeds, sizes)}
 
 
-class ClassFoldersDataModule(PairDataModule):
-    """Real images in ``<root>/<class>/*``: each class's images are split train/val/test by a
-    seeded shuffle, then balanced pairs are drawn within each split."""
+class ClassFoldersDataModule(NeurocorrDataModule):
+    """Real images in ``<root>/<class>/*``, balanced pairs drawn within each split.
+
+    Args:
+        root: the folder of class folders.
+        image_size: images are resized to this square size, px.
+        pairs: pairs per split (train, val, test).
+        fractions: share of the images per split. Every class needs at least 6 images (2 per
+            split, disjoint); smaller classes are refused when the module is built.
+        group_pattern: a regex on the file name whose first capture group (or whole match) names
+            the file's group, e.g. ``'^[^.]+\\.([^.]+)\\.'`` for the author in HDS names
+            (``ellipse.u14.0003.png``); all images of a group go to one split.
+        split: ``fractions`` (disjoint train/val/test as above) or ``all`` (every split draws its
+            pairs from all images: for evaluating a model trained on other data).
+        verify_images: check every image's header when the module is built.
+        **loader: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
+    """
+
+    batch_keys = PAIR_KEYS
 
     def __init__(
         self,
+        *,
         root: str,
         image_size: int = 64,
         pairs: Sequence[int] = (10000, 1000, 1000),
         fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        group_pattern: Optional[str] = None,
+        split: str = "fractions",
         verify_images: bool = True,
         **loader: Any,
     ) -> None:
         super().__init__(**loader)
-        if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) <= 0:
-            raise ConfigError(f"data.fractions must be three positive numbers summing to 1, got {list(fractions)}")
-        self.class_names, files = read_class_folders(root, min_per_class=6, verify=verify_images)
-        split_files: dict[str, list[list[Path]]] = {s: [] for s in SPLITS}
-        for class_index, images in enumerate(files):
-            g = torch.Generator().manual_seed(self.seed * 7919 + class_index)
-            order = [images[i] for i in torch.randperm(len(images), generator=g).tolist()]
-            n_train = max(2, int(round(fractions[0] * len(order))))
-            n_val = max(2, int(round(fractions[1] * len(order))))
-            split_files["train"].append(order[:n_train])
-            split_files["val"].append(order[n_train : n_train + n_val])
-            split_files["test"].append(order[n_train + n_val :] or order[-2:])
-        for i, (split, n) in enumerate(zip(SPLITS, pairs)):
-            self.datasets[split] = ClassFolderPairs(split_files[split], self.seed + 101 * (i + 1), n, image_size)
+        if split not in CLASS_FOLDER_SPLITS:
+            raise ConfigError(f"data.split must be one of {list(CLASS_FOLDER_SPLITS)}, got {split!r}")
+        check_int("data.image_size", image_size, minimum=8)
+        if len(pairs) != 3:
+            raise ConfigError(f"data.pairs must be three pair counts (train, val, test), got {list(pairs)}")
+        for n in pairs:
+            check_int("data.pairs", n, minimum=1)
+        self.class_names, files = read_class_folders(root, min_per_class=MIN_PER_SPLIT, verify=verify_images)
+        if split == "all":
+            self.split = ClassFolderSplit({s: files for s in SPLITS}, {s: sum(map(len, files)) for s in SPLITS})
+            log.info("class folders %s: split=all, every split draws pairs from all %d images", root, sum(map(len, files)))
+        else:
+            self.split = split_class_folders(files, fractions, self.seed, group_pattern)
+            log.info("class folders %s split by %s: %s", root, f"group_pattern {group_pattern!r}" if group_pattern else "image",
+                     self.split.summary())
+        for i, (name, n) in enumerate(zip(SPLITS, pairs)):
+            self.datasets[name] = ClassFolderPairs(self.split.files[name], self.seed + 101 * (i + 1), n, image_size)

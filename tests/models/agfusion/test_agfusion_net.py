@@ -83,7 +83,7 @@ def test_identification_loss_trains_the_backbone_from_class_labels() -> None:
     from neurocorr.models.agfusion.lightning_model import AGFusionModule
 
     torch.manual_seed(0)
-    module = AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2)
+    module = AGFusionModule(net=AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2)
     batch = {"image_a": torch.rand(4, 3, 32, 32), "image_b": torch.rand(4, 3, 32, 32),
              "class_a": torch.tensor([0, 1, 0, 1]), "class_b": torch.tensor([1, 1, 0, 0])}
     out = module.net(batch["image_a"], batch["image_b"])
@@ -93,6 +93,6 @@ def test_identification_loss_trains_the_backbone_from_class_labels() -> None:
     assert module.net.backbone.conv1.weight.grad.abs().sum() > 0
     assert module.identifier.weight.grad.abs().sum() > 0
     # without a class count the head waits for the data module; weight 0 means no head at all
-    assert AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW).identifier is None
-    assert AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2,
+    assert AGFusionModule(net=AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW).identifier is None
+    assert AGFusionModule(net=AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2,
                           identification_weight=0).identifier is None

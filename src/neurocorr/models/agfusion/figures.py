@@ -1,4 +1,4 @@
-"""AGFusion figures: image pairs with the gate's attention maps."""
+"""AGFusion figures: image pairs with the gate's attention maps; the hardest pairs with their scores."""
 
 from __future__ import annotations
 
@@ -31,5 +31,26 @@ def plot_attention_pairs(
         axes[i, 0].set_title(f"P(same)={float(probability[i]):.2f}  label={int(label[i])}", fontsize=8, loc="left")
         for ax in axes[i]:
             ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_hardest_pairs(image_a: torch.Tensor, image_b: torch.Tensor, probability: torch.Tensor, label: torch.Tensor,
+                       columns: int = 4) -> plt.Figure:
+    """The pairs the model gets most wrong, side by side, titled with P(same) and the true label.
+
+    Images ``(N, 3, H, W)``; probability and label ``(N,)``, in the order given (hardest first).
+    """
+    n = image_a.shape[0]
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 1.45 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        pair = torch.cat([image_a[i], torch.ones_like(image_a[i][..., :2]) * image_a[i].max(), image_b[i]], -1)
+        ax = axes.flat[i]
+        ax.imshow(to_numpy_image(pair))
+        truth = "same" if float(label[i]) > 0.5 else "different"
+        ax.set_title(f"P(same)={float(probability[i]):.2f}  {truth}", fontsize=7)
     fig.tight_layout()
     return fig

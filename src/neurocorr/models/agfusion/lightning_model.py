@@ -19,10 +19,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryConfusionMatrix, BinaryF1Score, BinaryROC
 
 from neurocorr.errors import ConfigError
-from neurocorr.models.agfusion.figures import plot_attention_pairs
+from neurocorr.models.agfusion.figures import plot_attention_pairs, plot_hardest_pairs
 from neurocorr.models.agfusion.torch_model import AGFusionNet, AGFusionOutput
 from neurocorr.models.base import NeurocorrModule
-from neurocorr.ops.dihedral import RandomDihedral
+from neurocorr.models.agfusion.dihedral import RandomDihedral
 from neurocorr.viz.plots import plot_confusion_matrix, plot_embeddings, plot_roc
 
 
@@ -44,6 +44,7 @@ class AGFusionModule(NeurocorrModule):
         augment: a random flip / 90-degree rotation (an element of D4) of each image, batched on the device.
         class_names: names of the classes for figures (taken from the data module when it has them).
         max_figure_samples: embeddings kept at test time for the projection figure.
+        hardest_pairs: test pairs shown in the hardest-pairs figure (the most wrong probabilities).
         identification_weight: weight of the auxiliary cross-entropy that classifies each image's
             class from its pooled gated features (needs ``class_a``/``class_b`` in the batch);
             0 = pair loss only.
@@ -52,13 +53,19 @@ class AGFusionModule(NeurocorrModule):
         **base: optimizer, scheduler, monitor... (see NeurocorrModule).
     """
 
+    #: the keys of a pair batch (``neurocorr.data.agfusion``); the classes feed the identification
+    #: loss and the test figures
+    required_batch_keys = ("image_a", "image_b", "label", "class_a", "class_b")
+
     def __init__(
         self,
+        *,
         net: AGFusionNet,
         loss: Optional[nn.Module] = None,
         augment: bool = True,
         class_names: Optional[list[str]] = None,
         max_figure_samples: int = 2000,
+        hardest_pairs: int = 8,
         identification_weight: float = 0.5,
         num_classes: Optional[int] = None,
         **base: Any,
@@ -77,12 +84,17 @@ class AGFusionModule(NeurocorrModule):
         self.augment = RandomDihedral() if augment else None
         self.class_names = class_names
         self.max_figure_samples = max_figure_samples
+        self.hardest_pairs = hardest_pairs
         self.train_metrics = pair_metrics("train/", validate_args=False)
         self.val_metrics = pair_metrics("val/")
         self.test_metrics = pair_metrics("test/")
         self.test_roc = BinaryROC(thresholds=200)
         self.test_confusion = BinaryConfusionMatrix()
         self._kept: dict[str, list[torch.Tensor]] = {}
+        self._hardest: dict[str, torch.Tensor] = {}  # the hardest test pairs so far (_keep_hardest)
+
+    def validation_metrics(self) -> list[str]:
+        return ["val/loss", *self.val_metrics.keys(keep_base=False)]
 
     def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> AGFusionOutput:
         return self.net(image_a, image_b)
@@ -107,7 +119,7 @@ class AGFusionModule(NeurocorrModule):
     def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """uint8 -> float in [0, 1]; random augmentation on the device while training."""
         batch = dict(batch)
-        augment = self.augment is not None and self._trainer is not None and self.trainer.training
+        augment = self.augment is not None and self.is_fitting
         with self.step_rng():
             for key in ("image_a", "image_b"):
                 image = batch[key].float().div_(255.0)
@@ -152,9 +164,21 @@ class AGFusionModule(NeurocorrModule):
         self.log("test/loss", loss, on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
         self._keep(batch, out, probability)
+        self._keep_hardest(batch, probability)
 
     def on_test_epoch_start(self) -> None:
         self._kept = {}
+        self._hardest = {}
+
+    def _keep_hardest(self, batch: dict[str, torch.Tensor], probability: torch.Tensor) -> None:
+        """Keep the ``hardest_pairs`` test pairs whose probability is furthest from their label."""
+        if self.hardest_pairs <= 0:
+            return
+        new = {"image_a": batch["image_a"], "image_b": batch["image_b"], "probability": probability, "label": batch["label"]}
+        merged = {k: torch.cat([self._hardest[k], v.detach().cpu()]) if self._hardest else v.detach().cpu() for k, v in new.items()}
+        error = (merged["probability"].float() - merged["label"].float()).abs()
+        top = error.topk(min(self.hardest_pairs, error.shape[0])).indices
+        self._hardest = {k: v[top] for k, v in merged.items()}
 
     def _keep(self, batch: dict[str, torch.Tensor], out: AGFusionOutput, probability: torch.Tensor) -> None:
         kept = sum(t.shape[0] for t in self._kept.get("embedding", []))
@@ -195,4 +219,8 @@ class AGFusionModule(NeurocorrModule):
                                  kept["probability"], kept["label"]),
             "attention_maps",
         )
-        self._kept = {}
+        if self._hardest:
+            hard = self._hardest
+            self.log_figure(plot_hardest_pairs(hard["image_a"], hard["image_b"], hard["probability"], hard["label"]),
+                            "hardest_pairs")
+        self._kept, self._hardest = {}, {}

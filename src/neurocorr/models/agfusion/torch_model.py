@@ -47,11 +47,13 @@ class AGFusionNet(nn.Module):
             ``per_image`` (each image's channels standardised on their own: colour and contrast
             carry no information about the figure, and a backbone trained from scratch learns
             shape several times faster without them).
+        gate: ``True`` = the mutual attention gate; ``False`` = no exchange between the branches
+            (the ablation: each branch's features are pooled as they are, attention maps are zeros).
     Input: two ``(B, 3, H, W)`` float images in [0, 1].
     """
 
     def __init__(self, backbone: nn.Module, embedding_dim: int = 128, gate_reduction: int = 8,
-                 input_norm: str = "imagenet") -> None:
+                 input_norm: str = "imagenet", gate: bool = True) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:
             raise ConfigError(f"model.net.input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}")
@@ -59,7 +61,7 @@ class AGFusionNet(nn.Module):
         channels = int(getattr(backbone, "out_channels"))
         self.feature_channels = channels
         self.backbone = backbone
-        self.gate = MutualAttentionGate(channels, gate_reduction)
+        self.gate = MutualAttentionGate(channels, gate_reduction) if gate else None
         self.projection = nn.Sequential(
             nn.Linear(channels, channels), nn.BatchNorm1d(channels), nn.ReLU(inplace=True), nn.Linear(channels, embedding_dim)
         )
@@ -83,7 +85,11 @@ class AGFusionNet(nn.Module):
         b = image_a.shape[0]
         features = self.embed_features(torch.cat([image_a, image_b], 0))  # one backbone pass for both
         f_a, f_b = features[:b], features[b:]
-        g_a, g_b, att_a, att_b = self.gate(f_a, f_b)
+        if self.gate is not None:
+            g_a, g_b, att_a, att_b = self.gate(f_a, f_b)
+        else:
+            g_a, g_b = f_a, f_b
+            att_a = att_b = f_a.new_zeros(b, 1, *f_a.shape[-2:])
         pooled = torch.cat([g_a, g_b], 0).mean(dim=(2, 3))
         embeddings = F.normalize(self.projection(pooled), dim=1)
         e_a, e_b = embeddings[:b], embeddings[b:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neurocorr.ops.dihedral import RandomDihedral, apply_dihedral, dihedral_index, random_dihedral
+from neurocorr.models.agfusion.dihedral import RandomDihedral, apply_dihedral, dihedral_index, random_dihedral
 
 
 def reference(x: torch.Tensor, k: int) -> torch.Tensor:

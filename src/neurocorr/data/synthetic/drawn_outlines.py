@@ -1,0 +1,137 @@
+"""The geometry of the hand-drawn shapes: one open stroke path per figure, batched.
+
+A class is a closed unit outline (an ellipse or a polygon whose corners lie near the unit
+circle); each figure jitters its corners, may round them (Gaussian smoothing of the closed curve
+in the Fourier domain), is resampled by arc length, stretched to an aspect ratio, rotated, and
+drawn as one stroke from a random start point that stops short of or runs past the start, with
+low-frequency wobble along the way. Uniforms ``u[:, 20:72]`` of each figure drive all of it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from neurocorr.data.synthetic.drawn_shapes import DrawnStyle
+
+CLASS_NAMES = ("ellipse", "rectangle", "triangle", "hexagon", "star", "cross")
+ELLIPSE = 0
+N_UNIFORMS = 76          # per figure; the last two are reserved for the pair's class draw
+MAX_VERTICES = 12
+OUTLINE_POINTS = 256     # samples of the closed outline before the stroke is drawn along it
+WOBBLE_FREQUENCIES = 4
+STRETCH_MANY_CORNERS = 1.5  # largest aspect of hexagons, stars and crosses
+
+
+def _ring(count: int, start_deg: float, radii: torch.Tensor) -> torch.Tensor:
+    """``count`` corners at equal angles from ``start_deg``, radius ``radii`` ``(N, count)``: ``(N, count, 2)``."""
+    angles = torch.deg2rad(start_deg + torch.arange(count) * 360.0 / count)
+    return torch.stack([radii * angles.cos(), radii * angles.sin()], -1)
+
+
+def class_vertices(kinds: torch.Tensor, shape_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corners ``(N, MAX_VERTICES, 2)`` (zero-padded) and corner counts ``(N,)`` (0 = ellipse) of
+    generator kinds ``kinds`` ``(N,)``; ``shape_u`` ``(N,)`` sets a star's inner radius and a cross's arm width."""
+    n = kinds.shape[0]
+    ones = torch.ones(n, 1)
+    inner = 0.35 + 0.2 * shape_u[:, None]
+    arm = 0.25 + 0.15 * shape_u
+    # plus sign, clockwise from the top arm's right edge: each coordinate is +-1 or +-arm
+    x_sign = torch.tensor([1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1.0])
+    y_sign = torch.tensor([1, 1, 1, -1, -1, -1, -1, -1, -1, 1, 1, 1.0])
+    x_one = torch.tensor([0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 0, 0], dtype=torch.bool)
+    y_one = torch.tensor([1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1], dtype=torch.bool)
+    arm_ = arm[:, None]
+    cross = torch.stack([x_sign * torch.where(x_one, 1.0, arm_), y_sign * torch.where(y_one, 1.0, arm_)], -1)
+    cross = cross / torch.sqrt(1 + arm_[..., None] ** 2)
+    star_radii = torch.where(torch.arange(10) % 2 == 0, ones, inner)
+    per_kind = [
+        torch.zeros(n, 1, 2),                                                  # ellipse (no corners)
+        _ring(4, 45.0, ones.expand(n, 4)),                                     # square / rectangle
+        _ring(3, 90.0, ones.expand(n, 3)),                                     # triangle
+        _ring(6, 0.0, ones.expand(n, 6)),                                      # hexagon
+        _ring(10, 90.0, star_radii),                                           # five-pointed star
+        cross,                                                                 # plus sign
+    ]
+    table = torch.stack([torch.cat([v, torch.zeros(n, MAX_VERTICES - v.shape[1], 2)], 1) for v in per_kind], 1)
+    counts = torch.tensor([0, 4, 3, 6, 10, 12])
+    return table[torch.arange(n), kinds], counts[kinds]
+
+
+def closed_outline(vertices: torch.Tensor, counts: torch.Tensor, points: int = OUTLINE_POINTS) -> torch.Tensor:
+    """``points`` samples of each closed outline, equal arc length apart: ``(N, points, 2)``."""
+    t = torch.arange(points, dtype=torch.float32) / points
+    m = counts.clamp_min(1)[:, None].float()
+    s = t[None] * m                                                            # (N, points)
+    j = s.floor().long()
+    frac = (s - j)[..., None]
+    start = vertices.gather(1, j[..., None].expand(-1, -1, 2))
+    end = vertices.gather(1, (j + 1).remainder(m.long())[..., None].expand(-1, -1, 2))
+    polygon = start + frac * (end - start)
+    circle = torch.stack([torch.cos(2 * math.pi * t), torch.sin(2 * math.pi * t)], -1).expand_as(polygon)
+    outline = torch.where((counts == 0)[:, None, None], circle, polygon)
+    return resample_closed(outline, points)
+
+
+def resample_closed(outline: torch.Tensor, points: int) -> torch.Tensor:
+    """Resample closed curves ``(N, K, 2)`` at ``points`` positions equally spaced in arc length."""
+    nxt = outline.roll(-1, 1)
+    seg = (nxt - outline).norm(dim=-1)                                         # (N, K)
+    cum = torch.cat([torch.zeros_like(seg[:, :1]), seg.cumsum(1)], 1)         # (N, K + 1)
+    target = torch.arange(points, dtype=torch.float32)[None] / points * cum[:, -1:]
+    idx = (torch.searchsorted(cum.contiguous(), target.contiguous(), right=True) - 1).clamp(0, outline.shape[1] - 1)
+    frac = ((target - cum.gather(1, idx)) / seg.gather(1, idx).clamp_min(1e-9))[..., None]
+    a = outline.gather(1, idx[..., None].expand(-1, -1, 2))
+    b = nxt.gather(1, idx[..., None].expand(-1, -1, 2))
+    return a + frac * (b - a)
+
+
+def smooth_closed(outline: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Gaussian smoothing of closed curves ``(N, K, 2)``, width ``sigma`` ``(N,)`` as a fraction of the curve."""
+    k = outline.shape[1]
+    spectrum = torch.fft.rfft(outline, dim=1)
+    freq = torch.arange(spectrum.shape[1], dtype=torch.float32)
+    gain = torch.exp(-2 * (math.pi * freq[None] * sigma[:, None]) ** 2)
+    return torch.fft.irfft(spectrum * gain[..., None], n=k, dim=1)
+
+
+def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_points: int) -> torch.Tensor:
+    """The stroke of each figure: ``(N, n_points, 2)`` points in shape units (long side about 2)."""
+    n = kinds.shape[0]
+    jitter = style.vertex_jitter[0] + (style.vertex_jitter[1] - style.vertex_jitter[0]) * u[:, 20]
+    vertices, counts = class_vertices(kinds, u[:, 21])
+    vertices = vertices + jitter[:, None, None] * (2 * u[:, 47:71].view(n, MAX_VERTICES, 2) - 1)
+    outline = closed_outline(vertices, counts)
+    rounded = (u[:, 22] < style.corner_round_p) & (counts > 0)
+    # rounding as a share of one side: a star's ten sides round as much as a square's four
+    sigma = (style.corner_round[0] + (style.corner_round[1] - style.corner_round[0]) * u[:, 23]) * 4 / counts.clamp_min(1)
+    outline = resample_closed(smooth_closed(outline, torch.where(rounded, sigma, torch.zeros_like(sigma))), OUTLINE_POINTS)
+    # the stroke: from a random start, once round, short of or past the start
+    closing = style.closing[0] + (style.closing[1] - style.closing[0]) * u[:, 26]
+    tau = torch.linspace(0, 1, n_points)[None]                                # (1, P)
+    t = (u[:, 27:28] + (1 + closing[:, None]) * tau) * OUTLINE_POINTS
+    i0 = t.floor().long()
+    frac = (t - i0)[..., None]
+    a = outline.gather(1, i0.remainder(OUTLINE_POINTS)[..., None].expand(-1, -1, 2))
+    b = outline.gather(1, (i0 + 1).remainder(OUTLINE_POINTS)[..., None].expand(-1, -1, 2))
+    path = a + frac * (b - a)
+    # aspect (log-uniform, weighted towards 1) and rotation keep the class
+    # figures with many corners are stretched less (a flat hexagon reads as an ellipse at 64 px)
+    log_max = torch.where(counts > 4, min(math.log(style.aspect[1]), math.log(STRETCH_MANY_CORNERS)), math.log(style.aspect[1]))
+    aspect = torch.exp(math.log(style.aspect[0]) + (log_max - math.log(style.aspect[0])).clamp_min(0) * u[:, 24] ** 2)
+    path = path * torch.stack([torch.ones(n), 1 / aspect], 1)[:, None]
+    angle = math.radians(style.rotation_deg) * (2 * u[:, 25] - 1)
+    cos, sin = angle.cos()[:, None], angle.sin()[:, None]
+    path = torch.stack([cos * path[..., 0] - sin * path[..., 1], sin * path[..., 0] + cos * path[..., 1]], -1)
+    # wobble: a few low frequencies along the stroke, 1/f amplitudes, and a drift that opens the ends
+    amplitude = style.wobble[0] + (style.wobble[1] - style.wobble[0]) * u[:, 28]
+    coef = (2 * u[:, 31:39].view(n, WOBBLE_FREQUENCIES, 2) - 1)                # (N, F, 2)
+    phase = 2 * math.pi * u[:, 39:47].view(n, WOBBLE_FREQUENCIES, 2)
+    freq = torch.arange(1, WOBBLE_FREQUENCIES + 1, dtype=torch.float32)
+    waves = torch.sin(2 * math.pi * freq[None, :, None, None] * tau[:, None, :, None] + phase[:, :, None, :])
+    wobble = (coef[:, :, None, :] / freq[None, :, None, None] * waves).sum(1)  # (N, P, 2)
+    drift = (2 * u[:, 29:31] - 1)[:, None, :] * tau[..., None]
+    return path + 2 * amplitude[:, None, None] * (wobble + 0.5 * drift)

@@ -1,0 +1,60 @@
+"""AGFusionModule on the family contract: keyword-only, declared keys and metrics, the gate switch,
+seeded augmentation only while fitting, the hardest test pairs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neurocorr.backbones.small_cnn import small_cnn
+from neurocorr.data.agfusion import ClassFoldersDataModule, ShapesDataModule
+from neurocorr.models.agfusion.lightning_model import AGFusionModule
+from neurocorr.models.agfusion.torch_model import AGFusionNet
+
+
+def tiny_net(**kw: object) -> AGFusionNet:
+    torch.manual_seed(0)
+    return AGFusionNet(small_cnn([8, 16], [2]), embedding_dim=8, input_norm="per_image", **kw).eval()
+
+
+def test_keyword_only_with_declared_keys_and_validation_metrics() -> None:
+    with pytest.raises(TypeError):
+        AGFusionModule(tiny_net(), optimizer=torch.optim.AdamW)  # type: ignore[misc]
+    module = AGFusionModule(net=tiny_net(), optimizer=torch.optim.AdamW, num_classes=2)
+    assert sorted(module.validation_metrics()) == ["val/acc", "val/auroc", "val/f1", "val/loss"]
+    # every pair data module yields what the module needs
+    for dm_class in (ShapesDataModule, ClassFoldersDataModule):
+        assert set(module.required_batch_keys) <= set(dm_class.batch_keys)
+    assert module.missing_batch_keys(["image_a", "image_b", "label"]) == ["class_a", "class_b"]
+
+
+def test_no_augmentation_outside_fitting() -> None:
+    module = AGFusionModule(net=tiny_net(), optimizer=torch.optim.AdamW, num_classes=2)
+    image = torch.arange(3 * 8 * 8, dtype=torch.uint8).view(1, 3, 8, 8).expand(16, 3, 8, 8)
+    batch = {"image_a": image, "image_b": image, "label": torch.ones(16)}
+    out = module.on_after_batch_transfer(batch, 0)
+    assert torch.equal(out["image_a"], image.float() / 255)  # not fitting (no trainer): no augmentation
+    assert not module.is_fitting
+
+
+def test_gate_off_exchanges_nothing() -> None:
+    net = tiny_net(gate=False)
+    assert net.gate is None and not any("gate" in k for k in net.state_dict())
+    a, b = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        out, other = net(a, b), net(a, torch.rand(3, 3, 32, 32))
+    assert torch.equal(out.attention_a, torch.zeros(3, 1, 8, 8))
+    assert torch.allclose(out.embedding_a, other.embedding_a, atol=1e-6)  # a's embedding ignores b
+    gated = tiny_net(gate=True)
+    with torch.no_grad():
+        assert not torch.allclose(gated(a, b).embedding_a, gated(a, torch.rand(3, 3, 32, 32)).embedding_a, atol=1e-6)
+
+
+def test_hardest_pairs_keep_the_most_wrong_probabilities() -> None:
+    module = AGFusionModule(net=tiny_net(), optimizer=torch.optim.AdamW, num_classes=2, hardest_pairs=3)
+    for probability, label in [([0.9, 0.2, 0.6], [1.0, 1.0, 0.0]), ([0.05, 0.99, 0.5], [0.0, 0.0, 1.0])]:
+        n = len(label)
+        batch = {"image_a": torch.zeros(n, 3, 4, 4), "image_b": torch.zeros(n, 3, 4, 4), "label": torch.tensor(label)}
+        module._keep_hardest(batch, torch.tensor(probability))
+    assert module._hardest["probability"].tolist() == pytest.approx([0.99, 0.2, 0.6])
+    assert module._hardest["image_a"].shape == (3, 3, 4, 4)
