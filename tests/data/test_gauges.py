@@ -14,6 +14,7 @@ from neurocorr.data.formats.label_studio import read_label_studio
 from neurocorr.data.heatmapper import GaugesDataModule, collate_keypoints
 from neurocorr.data.synthetic.gauges import main, make_dataset, render_gauges
 from neurocorr.errors import DataError
+from tests.data.test_gauges_generator import one_thread  # noqa: F401 - autouse: one torch thread
 
 
 def test_rendered_gauges_have_start_middle_end_on_dark_ticks() -> None:
