@@ -8,13 +8,13 @@ os.environ.setdefault("NEUROCORR_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from neurocorr import run  # noqa: E402
-from neurocorr.models.qatm.match import run_match  # noqa: E402
+from neurocorr.tasks.cli import cli  # noqa: E402
+from neurocorr.tasks.match import match  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="match")
 def main(cfg: DictConfig) -> None:
-    return run.cli(run_match)(cfg)
+    return cli(match)(cfg)
 
 
 if __name__ == "__main__":

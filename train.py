@@ -8,12 +8,13 @@ os.environ.setdefault("NEUROCORR_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from neurocorr import run  # noqa: E402
+from neurocorr.tasks.cli import cli  # noqa: E402
+from neurocorr.tasks.train import train  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return run.cli(run.train)(cfg)
+    return cli(train)(cfg)
 
 
 if __name__ == "__main__":

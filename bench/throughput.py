@@ -46,8 +46,8 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, open_dict  # noqa: E402
 from torch import nn  # noqa: E402
 
-from neurocorr.host_memory import keep_freed_host_memory  # noqa: E402
-from neurocorr.run import build_model  # noqa: E402
+from neurocorr.tasks.host_memory import keep_freed_host_memory  # noqa: E402
+from neurocorr.checkpoints import build_model  # noqa: E402
 
 FAMILIES = ("agfusion", "qatm", "heatmapper", "detector")
 

@@ -38,14 +38,15 @@ TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
 }
 
 
-def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "train") -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` as ``@hydra.main`` would, with every path under ``tmp_path``."""
+def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "train", run: str = "run") -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` as ``@hydra.main`` would, with every path under ``tmp_path``
+    and the run folder ``logs/<task>/runs/<run>``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.root_dir = str(tmp_path)
-        run_dir = tmp_path / "logs" / str(cfg.task_name) / "runs" / "run"
+        run_dir = tmp_path / "logs" / str(cfg.task_name) / "runs" / run
         cfg.paths.output_dir = str(run_dir)
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
@@ -55,21 +56,23 @@ def compose_config(tmp_path: Path, overrides: list[str], config_name: str = "tra
 
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """``make_cfg(*overrides, config_name="train", root=tmp_path)`` -> composed config."""
+    """``make_cfg(*overrides, config_name="train", root=tmp_path, run="run")`` -> composed config."""
 
-    def make(*overrides: str, config_name: str = "train", root: Path | None = None) -> DictConfig:
-        return compose_config(root or tmp_path, list(overrides), config_name)
+    def make(*overrides: str, config_name: str = "train", root: Path | None = None, run: str = "run") -> DictConfig:
+        return compose_config(root or tmp_path, list(overrides), config_name, run)
 
     yield make
     GlobalHydra.instance().clear()
 
 
-def run_cli(script: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python <script> args`` from the repo (or ``cwd``), offline, capturing output."""
+def run_cli(script: str, *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300,
+            workdir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python <script> args`` (the script from the repo or ``cwd``) in ``workdir`` (default: the
+    script's folder), offline, capturing output."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str((cwd or REPO) / script), *args],
-        cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=workdir or cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
 
 # qatm family: tiny synthetic University-1652 (added by the qatm helper)

@@ -11,7 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
-from neurocorr import run
+from neurocorr.checkpoints import CONFIG_KEY, build_model
+from neurocorr.tasks.cli import user_error
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import compile_backend
 from tests.conftest import TINY_SHAPES
@@ -41,7 +42,7 @@ def fit_one_step(make_cfg, root: Path, compile_value: str) -> tuple[pl.Lightning
     cfg = make_cfg(*TINY_SHAPES, "data.batch_size=4", "model.augment=false", f"model.compile={compile_value}", root=root)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    model = run.build_model(cfg.model)
+    model = build_model(cfg.model)
     recorder = StepRecorder()
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=1, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
@@ -76,10 +77,10 @@ def test_compiled_training_step_matches_eager_and_checkpoint_loads_uncompiled(ma
     ckpt = tmp_path / "compiled.ckpt"
     trainer.save_checkpoint(ckpt)
     checkpoint = torch.load(ckpt, weights_only=True)
-    stored = checkpoint[run.CONFIG_KEY]
+    stored = checkpoint[CONFIG_KEY]
     assert stored["compile"] is True
     stored["compile"] = False
-    plain = run.build_model(OmegaConf.create(stored))
+    plain = build_model(OmegaConf.create(stored))
     plain.load_state_dict(checkpoint["state_dict"])
     assert plain.compile_backend is None and plain.net._compiled_call_impl is None
     for key, value in plain.state_dict().items():
@@ -101,8 +102,8 @@ def test_bad_compile_value_is_a_config_error(value: object) -> None:
 def test_bad_compile_value_in_config_names_key(make_cfg) -> None:
     cfg = make_cfg(*TINY_SHAPES, "model.compile=inductorr")
     with pytest.raises(Exception) as info:
-        run.build_model(cfg.model)
-    err = run.user_error(info.value)
+        build_model(cfg.model)
+    err = user_error(info.value)
     assert isinstance(err, ConfigError)
     assert "model.compile" in str(err) and "'inductorr'" in str(err)
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0
 
 LOOP = """
 import resource, sys, torch
-from neurocorr.host_memory import keep_freed_host_memory
+from neurocorr.tasks.host_memory import keep_freed_host_memory
 print(keep_freed_host_memory() if sys.argv[1] == "keep" else "default")
 torch.set_num_threads(1)
 def step():  # a step's worth of fresh 4 MiB tensors (40 MiB), all freed at its end, as in training

@@ -9,7 +9,8 @@ import mlflow
 import pytest
 import torch
 
-from neurocorr import run
+from neurocorr.tasks.evaluate import evaluate
+from neurocorr.tasks.train import train
 from neurocorr.models.base import NeurocorrModule
 from tests.conftest import CONF, TINY_DATA, TINY_SHAPES
 
@@ -32,7 +33,7 @@ def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment
         return log(self, name, value, *args, **kwargs)
 
     monkeypatch.setattr(NeurocorrModule, "log", spy)
-    value = run.train(cfg)
+    value = train(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert cfg.optimized_metric in metrics
     assert value == pytest.approx(metrics[cfg.optimized_metric], nan_ok=True)
@@ -48,21 +49,21 @@ def _tiny(*extra: str) -> list[str]:
 
 def test_resume_from_last_matches_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
     straight = make_cfg(*_tiny("trainer.max_epochs=2", "test=false"), root=tmp_path / "straight")
-    run.train(straight)
+    train(straight)
     expected = json.loads((Path(straight.paths.output_dir) / "metrics.json").read_text())
     # last.ckpt is the newest epoch even when the monitored metric did not improve in it
     newest = torch.load(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert newest["epoch"] == 1
 
     first = make_cfg(*_tiny("trainer.max_epochs=1", "test=false", "scheduler.T_max=2"), root=tmp_path / "resumed")
-    run.train(first)
+    train(first)
     last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert last.is_file()
     # a new run folder in the same root: ckpt_path=last must find the first run's last.ckpt
     second = make_cfg(*_tiny("trainer.max_epochs=2", "test=false", "ckpt_path=last"), root=tmp_path / "resumed")
     with_resume = second.copy()
     with_resume.paths.output_dir = str(tmp_path / "resumed" / "logs" / "train" / "runs" / "run2")
-    run.train(with_resume)
+    train(with_resume)
     resumed = json.loads((Path(with_resume.paths.output_dir) / "metrics.json").read_text())
     for key in ("val/loss", "val/f1", "train/loss"):
         assert resumed[key] == pytest.approx(expected[key], abs=1e-5), key
@@ -70,7 +71,7 @@ def test_resume_from_last_matches_uninterrupted_run(make_cfg, tmp_path: Path) ->
 
 def test_mlflow_run_has_params_metrics_and_artifacts(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(*TINY_SHAPES, "trainer=cpu", "trainer.max_epochs=1", "logger=mlflow")
-    run.train(cfg)
+    train(cfg)
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     assert cfg.logger.mlflow.tracking_uri == uri
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -103,13 +104,13 @@ def _walk(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> 
 
 def test_evaluate_rebuilds_model_from_checkpoint_and_writes_outputs(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(*_tiny("trainer.max_epochs=1", "test=false"), root=tmp_path / "train")
-    run.train(cfg)
+    train(cfg)
     ckpt = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt"))
     # weights_only loading: the checkpoint holds only plain data
     assert "neurocorr_model_config" in torch.load(ckpt, weights_only=True)
     ev = make_cfg(f"ckpt_path={ckpt}", *TINY_SHAPES, "logger=none", "trainer=cpu", config_name="evaluate",
                   root=tmp_path / "eval")
-    value = run.evaluate(ev)
+    value = evaluate(ev)
     out = Path(ev.paths.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     assert value == metrics["test/f1"]

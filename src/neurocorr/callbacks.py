@@ -20,12 +20,13 @@ class StopOnNonFiniteLoss(pl.Callback):
     """Stop training when the loss became NaN or infinite, and remember that it did.
 
     The check accumulates on the device and reads the flag once per epoch, so the training
-    step never waits on the host. ``run.train`` then marks the run as failed and returns NaN,
-    so a sweep reports the trial as failed and goes on.
+    step never waits on the host. The train task then fails the run (a sweep records the
+    trial as failed and goes on).
     """
 
     def __init__(self) -> None:
         self.failed = False
+        self.epoch: int | None = None  # the epoch in which the loss became non-finite
         self._bad: torch.Tensor | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -39,5 +40,6 @@ class StopOnNonFiniteLoss(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._bad is not None and bool(trainer.strategy.reduce_boolean_decision(bool(self._bad), all=False)):
             self.failed = True
+            self.epoch = trainer.current_epoch
             trainer.should_stop = True
             pl_module.print(f"Stopping: the training loss became non-finite in epoch {trainer.current_epoch}.")

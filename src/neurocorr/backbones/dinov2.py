@@ -13,7 +13,7 @@ import timm
 import torch
 from torch import nn
 
-from neurocorr.backbones.pretrained import Pretrained, load_pretrained
+from neurocorr.backbones.pretrained import Pretrained, load_pretrained, require_host
 from neurocorr.errors import ConfigError
 
 NAMES = ("vit_small_patch14_dinov2", "vit_base_patch14_dinov2", "vit_large_patch14_dinov2")
@@ -63,6 +63,7 @@ def dinov2(
     vit = timm.create_model(name, pretrained=False, **kwargs)
 
     def download() -> dict[str, torch.Tensor]:
+        require_host("huggingface.co", name)  # timm downloads DINOv2 weights from the Hugging Face hub
         return timm.create_model(name, pretrained=True, **kwargs).state_dict()
 
     load_pretrained(vit, pretrained, name, download)

@@ -7,6 +7,8 @@ every family: ``false`` keeps the random initialisation, a path loads that file
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Callable, Mapping, Union
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from neurocorr.errors import WeightsError
+from neurocorr.files import load_torch_file
 
 Pretrained = Union[bool, str, Path, None]
 
@@ -25,8 +28,8 @@ def read_state_dict(path: Union[str, Path], name: str) -> dict[str, torch.Tensor
     if not path.is_file():
         raise WeightsError(f"backbone {name}: weights file {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt files
+        obj = load_torch_file(path)
+    except (ValueError, OSError) as err:
         raise WeightsError(f"backbone {name}: cannot read weights file {path}: {err}") from err
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -46,6 +49,19 @@ def apply_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], name:
         detail = ", ".join([f"missing {k}" for k in missing[:3]] + [f"shape of {k}" for k in wrong[:3]])
         raise WeightsError(f"backbone {name}: weights in {source} do not fit ({detail})")
     module.load_state_dict({k: state[k] for k in own}, strict=True)
+
+
+def require_host(host: str, name: str, port: int = 443, timeout: float = 3.0) -> None:
+    """Fail at once, in one line, when ``host`` cannot be reached (offline, or ``HF_HUB_OFFLINE=1``),
+    instead of waiting through a download library's retries (about 50 s for Hugging Face)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise WeightsError(f"backbone {name}: pretrained=true needs a download and HF_HUB_OFFLINE is set; "
+                           f"pass a local file instead: pretrained=/path/to/{name}.pth")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise WeightsError(f"backbone {name}: pretrained=true needs {host}, which cannot be reached ({err}); "
+                           f"pass a local file instead: pretrained=/path/to/{name}.pth") from err
 
 
 def load_pretrained(
@@ -71,6 +87,8 @@ def load_pretrained(
             raise WeightsError(f"backbone {name}: no download source; pass pretrained=<local weights file>")
         try:
             state = download()
+        except WeightsError:
+            raise
         except Exception as err:
             raise WeightsError(
                 f"backbone {name}: pretrained=true needs to download weights and that failed "

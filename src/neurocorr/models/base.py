@@ -25,7 +25,6 @@ The family contract (every family follows it; ``tests/models/test_family_contrac
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -56,6 +55,7 @@ class NeurocorrModule(pl.LightningModule):
             keeps the state-dict keys, so checkpoints load with or without it.
         channels_last: on a CUDA device, keep the weights in ``torch.channels_last`` memory
             format (the tensor-core layout for convolutions under bf16); ignored on the CPU.
+        seed: the run's seed; :meth:`step_rng` draws from (seed, global step).
     """
 
     #: keys every batch must carry (checked once, on the first batch; see the family contract)
@@ -71,6 +71,7 @@ class NeurocorrModule(pl.LightningModule):
         monitor_mode: str = "min",
         compile: bool | str = False,
         channels_last: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.channels_last = bool(channels_last)
@@ -86,11 +87,10 @@ class NeurocorrModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
-        # Set by neurocorr.run: the resolved model config, stored in checkpoints so that
-        # evaluate.py rebuilds the same module from the checkpoint alone.
+        # Set by neurocorr.checkpoints.build_model: the resolved model config, stored in checkpoints
+        # so that evaluate.py rebuilds the same module from the checkpoint alone.
         self.model_config: Optional[dict[str, Any]] = None
-        # seed_everything (run.train) sets PL_GLOBAL_SEED before the model is built
-        self.rng_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        self.rng_seed = int(seed)
         # name -> [sum of value * batch size (a device tensor), samples, prog_bar] (log_train_mean)
         self._train_sums: dict[str, list[Any]] = {}
         self._batch_keys_checked = False
@@ -103,6 +103,10 @@ class NeurocorrModule(pl.LightningModule):
     def validation_metrics(self) -> list[str]:
         """Names this module logs at validation (``monitor`` must be one of them)."""
         return ["val/loss"]
+
+    def check_data(self, datamodule: Any) -> None:
+        """Refuse (ConfigError) a data module whose settings disagree with this model's (for example
+        the input channels); called once before the run starts. The base checks nothing more."""
 
     def missing_batch_keys(self, keys: Any) -> list[str]:
         """The ``required_batch_keys`` that ``keys`` lacks."""
@@ -193,10 +197,6 @@ class NeurocorrModule(pl.LightningModule):
                 "monitor": self.monitor,
             },
         }
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.model_config is not None:
-            checkpoint["neurocorr_model_config"] = self.model_config
 
     @property
     def run_dir(self) -> Path:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurocorr import run
+from neurocorr.checkpoints import CONFIG_KEY, build_model
+from neurocorr.tasks.evaluate import evaluate
 from neurocorr.data.synthetic.bundled_images import load_bundled
 from neurocorr.data.synthetic.homography_sequences import write_sequences
-from neurocorr.metrics.repeatability import evaluate_pair
+from neurocorr.models.detector.repeatability import evaluate_pair
 from neurocorr.models.detector.baselines import BASELINES, run_baseline
 from neurocorr.ops.geometry import warp_points
 from tests.models.detector.tiny import TINY_DETECTOR
@@ -41,13 +42,13 @@ def test_baseline_keypoints_follow_the_pixel_convention(name: str) -> None:
 def test_evaluate_prints_one_table_of_model_and_baselines(make_cfg, tmp_path: Path, capsys) -> None:
     # a checkpoint as training writes it: the weights and the resolved model config
     cfg = make_cfg("model=detector", "logger=none", *TINY_DETECTOR, root=tmp_path / "train")
-    model = run.build_model(cfg.model)
+    model = build_model(cfg.model)
     ckpt = tmp_path / "detector.ckpt"
-    torch.save({"state_dict": model.state_dict(), run.CONFIG_KEY: model.model_config}, ckpt)
+    torch.save({"state_dict": model.state_dict(), CONFIG_KEY: model.model_config}, ckpt)
     write_sequences(tmp_path / "seqs", ["coins", "cell"], size=48, n_warps=2, seed=1)
     ev = make_cfg(f"ckpt_path={ckpt}", "model=detector", "data=homography_sequences", f"data.root={tmp_path / 'seqs'}", "logger=none",
                   "trainer=cpu", config_name="evaluate", root=tmp_path / "eval")
-    value = run.evaluate(ev)
+    value = evaluate(ev)
     out = Path(ev.paths.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     assert value == metrics["test/rep_300_3px"]

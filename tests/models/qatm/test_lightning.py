@@ -8,14 +8,15 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from neurocorr import run
+from neurocorr.checkpoints import build_model
+from neurocorr.tasks.train import train
 from neurocorr.data.qatm import TemplatePairsDataModule
 from tests.models.qatm.tiny import tiny_qatm_data
 
 
 def test_train_fast_dev_run_with_smooth_ap_and_learnable_alpha(make_cfg, tmp_path: Path):
     cfg = make_cfg("model=qatm", "loss=smooth_ap", "model.net.learn_alpha=true", "debug=fast_dev_run", "trainer.accelerator=cpu", *tiny_qatm_data(tmp_path))
-    run.train(cfg)
+    train(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert {"train/loss", "test/recall_at_1", "test/ap", "test/recall_at_top1pct"} <= set(metrics)
     assert 0 <= metrics["test/recall_at_1"] <= 1
@@ -23,7 +24,7 @@ def test_train_fast_dev_run_with_smooth_ap_and_learnable_alpha(make_cfg, tmp_pat
 
 def test_backbone_is_trained_and_freezing_is_an_option(make_cfg, tmp_path: Path):
     cfg = make_cfg("model=qatm", "backbone.width=0.125", "backbone.freeze_layers=2", *tiny_qatm_data(tmp_path)[:1])
-    model = run.build_model(cfg.model)
+    model = build_model(cfg.model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "net.backbone.features.0.weight" not in trainable
     assert "net.backbone.features.2.weight" in trainable and "net.head.proj.weight" in trainable
@@ -42,10 +43,10 @@ def test_backbone_is_trained_and_freezing_is_an_option(make_cfg, tmp_path: Path)
 def test_localisation_evaluation_on_template_pairs(make_cfg, tmp_path: Path):
     overrides = tiny_qatm_data(tmp_path)
     cfg = make_cfg("model=qatm", "backbone.width=0.125", "model.net.stride=4", *overrides)
-    model = run.build_model(cfg.model)
-    dm = TemplatePairsDataModule(str(tmp_path / "u1652" / "localisation"), batch_size=2)
+    model = build_model(cfg.model)
+    dm = TemplatePairsDataModule(root=str(tmp_path / "u1652" / "localisation"), batch_size=2)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=str(tmp_path / "run"))
     out = trainer.test(model, datamodule=dm, verbose=False)[0]
     for key in ("test/success_at_0.5", "test/success_auc", "test/mean_iou", "test/map"):
         assert key in out and 0 <= out[key] <= 1, key
-    assert (tmp_path / "run" / "figures" / "localisation.png").is_file()
+    assert (tmp_path / "run" / "figures" / "localisation_test_pairs.png").is_file()

@@ -15,8 +15,8 @@ from neurocorr.data.synthetic.aerial import render_world
 from neurocorr.errors import DataError
 from neurocorr.models.qatm.match import match_folder
 from neurocorr.models.qatm.torch_model import QATMNet
-from neurocorr import run
-from neurocorr.models.qatm.match import run_match
+from neurocorr.tasks.cli import cli
+from neurocorr.tasks.match import match as run_match
 
 
 def save(img: torch.Tensor, path: Path) -> None:
@@ -81,7 +81,7 @@ def test_match_task_from_config_writes_outputs_and_fails_in_one_line(make_cfg, s
     assert {"result.png", "heatmap.png", "boxes.csv"} <= {p.name for p in Path(cfg.paths.output_dir).iterdir()}
     bad = make_cfg(f"scene={scene}", f"templates={tmp_path / 'nope'}", *common, config_name="match")
     with pytest.raises(SystemExit) as exit_info:
-        run.cli(run_match)(bad)
+        cli(run_match)(bad)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]

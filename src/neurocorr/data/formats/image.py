@@ -44,11 +44,38 @@ def read_image(path: str | Path, mode: str = "RGB") -> torch.Tensor:
             return decoded
     try:
         with Image.open(path) as img:
-            array = np.asarray(img.convert(mode))
+            if img.mode in WIDE_MODES:
+                array = _wide_to_uint8(np.asarray(img), img.mode, path)
+                array = array if mode == "L" else np.repeat(array[..., None], 3, axis=2)
+            else:
+                array = np.asarray(img.convert(mode))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"image {path} cannot be read: {err}") from err
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+# PIL modes of one-channel images wider than 8 bits: 16-bit integer, 32-bit integer, 32-bit float.
+# PIL's convert() to L or RGB clips them to [0, 255] (a 16-bit image reads as all 255, a float one in
+# [0, 1] as all 0), so they are scaled here instead.
+WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def _wide_to_uint8(array: np.ndarray, pil_mode: str, path: Path) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float image as uint8: integers by their type's full range (a 16-bit
+    value v -> v / 257), floats in [0, 1] times 255; anything else is refused, naming the file."""
+    values = array.astype(np.float64)
+    if pil_mode == "F":
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        if not np.isfinite(values).all() or low < 0.0 or high > 1.0:
+            raise DataError(f"image {path}: float pixels must lie in [0, 1], found [{low:g}, {high:g}]")
+        scaled = values * 255.0
+    else:
+        high = float(values.max()) if values.size else 0.0
+        if values.min() < 0 or high > 65535:
+            raise DataError(f"image {path}: {pil_mode} pixels outside 0..65535 cannot be scaled to 8 bits")
+        scaled = values / 257.0  # 65535 -> 255, the 16-bit range whether the file is I;16 or I
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def _decode_with_torchvision(path: Path, mode: str) -> torch.Tensor | None:
