@@ -58,3 +58,19 @@ def test_hardest_pairs_keep_the_most_wrong_probabilities() -> None:
         module._keep_hardest(batch, torch.tensor(probability))
     assert module._hardest["probability"].tolist() == pytest.approx([0.99, 0.2, 0.6])
     assert module._hardest["image_a"].shape == (3, 3, 4, 4)
+
+
+def test_backbone_weights_of_a_checkpoint_start_another_run(tmp_path) -> None:
+    from neurocorr.backbones.small_cnn import small_cnn as build
+    from neurocorr.errors import WeightsError
+    from neurocorr.models.agfusion.backbone_weights import main
+
+    module = AGFusionModule(net=tiny_net(), optimizer=torch.optim.AdamW, num_classes=2)
+    torch.save({"state_dict": module.state_dict()}, tmp_path / "agfusion.ckpt")
+    assert main([str(tmp_path / "agfusion.ckpt"), str(tmp_path / "backbone.pth")]) == 0
+    loaded = build([8, 16], [2], pretrained=str(tmp_path / "backbone.pth"))
+    for key, value in module.net.backbone.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    with pytest.raises(WeightsError, match="holds no net.backbone"):
+        main([str(tmp_path / "other.ckpt"), str(tmp_path / "x.pth")])

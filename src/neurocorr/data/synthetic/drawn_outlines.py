@@ -4,7 +4,7 @@ A class is a closed unit outline (an ellipse or a polygon whose corners lie near
 circle); each figure jitters its corners, may round them (Gaussian smoothing of the closed curve
 in the Fourier domain), is resampled by arc length, stretched to an aspect ratio, rotated, and
 drawn as one stroke from a random start point that stops short of or runs past the start, with
-low-frequency wobble along the way. Uniforms ``u[:, 20:72]`` of each figure drive all of it.
+low-frequency wobble along the way, sometimes with a straight tail past the end. Uniforms ``u[:, 20:73]`` of each figure drive all of it.
 """
 
 from __future__ import annotations
@@ -98,6 +98,16 @@ def smooth_closed(outline: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum * gain[..., None], n=k, dim=1)
 
 
+def _along(outline: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Points of closed outlines ``(N, K, 2)`` at positions ``t`` ``(N, P)`` in samples (wrapping): ``(N, P, 2)``."""
+    k = outline.shape[1]
+    i0 = t.floor().long()
+    frac = (t - i0)[..., None]
+    a = outline.gather(1, i0.remainder(k)[..., None].expand(-1, -1, 2))
+    b = outline.gather(1, (i0 + 1).remainder(k)[..., None].expand(-1, -1, 2))
+    return a + frac * (b - a)
+
+
 def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_points: int) -> torch.Tensor:
     """The stroke of each figure: ``(N, n_points, 2)`` points in shape units (long side about 2)."""
     n = kinds.shape[0]
@@ -109,15 +119,19 @@ def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_
     # rounding as a share of one side: a star's ten sides round as much as a square's four
     sigma = (style.corner_round[0] + (style.corner_round[1] - style.corner_round[0]) * u[:, 23]) * 4 / counts.clamp_min(1)
     outline = resample_closed(smooth_closed(outline, torch.where(rounded, sigma, torch.zeros_like(sigma))), OUTLINE_POINTS)
-    # the stroke: from a random start, once round, short of or past the start
+    # the stroke: from a random start, once round, short of or past the start, and sometimes a
+    # straight tail where the pen flicks on past the end (the last ``tail`` share of the stroke)
     closing = style.closing[0] + (style.closing[1] - style.closing[0]) * u[:, 26]
+    tail = torch.where(u[:, 71] < style.tail_p, style.tail[0] + (style.tail[1] - style.tail[0]) * u[:, 72], torch.zeros(n))
     tau = torch.linspace(0, 1, n_points)[None]                                # (1, P)
-    t = (u[:, 27:28] + (1 + closing[:, None]) * tau) * OUTLINE_POINTS
-    i0 = t.floor().long()
-    frac = (t - i0)[..., None]
-    a = outline.gather(1, i0.remainder(OUTLINE_POINTS)[..., None].expand(-1, -1, 2))
-    b = outline.gather(1, (i0 + 1).remainder(OUTLINE_POINTS)[..., None].expand(-1, -1, 2))
-    path = a + frac * (b - a)
+    along = (tau / (1 - tail[:, None])).clamp(max=1.0)
+    path = _along(outline, (u[:, 27:28] + (1 + closing[:, None]) * along) * OUTLINE_POINTS)
+    end = u[:, 27:28] + 1 + closing[:, None]
+    direction = _along(outline, end * OUTLINE_POINTS) - _along(outline, (end - 0.02) * OUTLINE_POINTS)
+    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-6)  # (N, 1, 2)
+    perimeter = (outline.roll(-1, 1) - outline).norm(dim=-1).sum(1)
+    beyond = (tau - (1 - tail[:, None])).clamp_min(0) / (1 - tail[:, None])  # (N, P), in strokes
+    path = path + direction * (beyond * (1 + closing[:, None]) * perimeter[:, None])[..., None]
     # aspect (log-uniform, weighted towards 1) and rotation keep the class
     # figures with many corners are stretched less (a flat hexagon reads as an ellipse at 64 px)
     log_max = torch.where(counts > 4, min(math.log(style.aspect[1]), math.log(STRETCH_MANY_CORNERS)), math.log(style.aspect[1]))

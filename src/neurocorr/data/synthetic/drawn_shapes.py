@@ -36,9 +36,11 @@ class DrawnStyle:
     wobble: Range = (0.0, 0.05)       # low-frequency positional noise
     vertex_jitter: Range = (0.0, 0.12)  # polygon corners moved by up to this (shape radius = 1)
     closing: Range = (-0.08, 0.12)    # stroke end past (> 0, overshoot) or short of (< 0, gap) its start, of the outline
+    tail_p: float = 0.25              # share of strokes that run on in a straight tail past their end
+    tail: Range = (0.03, 0.2)         # the tail's share of the stroke
     corner_round_p: float = 0.5       # share of polygons with rounded corners
     corner_round: Range = (0.005, 0.04)  # rounding: Gaussian smoothing width, fraction of the outline
-    aspect: Range = (1.0, 6.0)        # long / short axis (log-uniform, weighted to 1)
+    aspect: Range = (1.0, 8.0)        # long / short axis (log-uniform, weighted to 1)
     rotation_deg: float = 180.0       # rotated by up to +- this
     scale: Range = (0.35, 0.9)        # long side of the figure / image side
     offset: float = 1.0               # 0 = centred, 1 = anywhere that keeps the figure inside
