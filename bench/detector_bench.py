@@ -1,8 +1,9 @@
 """Detector timings: network forward, keypoints + descriptors, and each baseline, per image.
 
-    python bench/detector_bench.py [--size 256] [--threads 1] [--device cpu]
+    python bench/detector_bench.py [--height 480 --width 640] [--threads 1] [--device cpu] [--scales 1.0 0.71 0.5]
 
-Prints milliseconds per image (median of --repeats runs). Timings are not asserted in tests.
+Prints milliseconds per image (median of --repeats runs) for the model (forward, 2000 keypoints,
+descriptors; over the pyramid ``--scales``) and each baseline. Timings are not asserted in tests.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import numpy as np
 import torch
 
 from neurocorr.data.synthetic.bundled_images import load_bundled
-from neurocorr.data.synthetic.homography_sequences import square_crop
+import torch.nn.functional as F
 from neurocorr.models.detector.baselines import BASELINES, run_baseline
-from neurocorr.models.detector.descriptor import polar_descriptor
-from neurocorr.models.detector.keypoints import detect_keypoints
+from neurocorr.models.detector.descriptor import PolarDescriptor
+from neurocorr.models.detector.keypoints import detect_pyramid
 from neurocorr.models.detector.torch_model import EquivariantDetector
 
 
@@ -36,7 +37,10 @@ def timed(fn, repeats: int, sync=lambda: None) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--top-k", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
@@ -44,19 +48,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    image = square_crop(load_bundled("coins"), args.size)
+    photo = torch.from_numpy(load_bundled("coffee")).float()[None, None]
+    image = F.interpolate(photo, size=(args.height, args.width), mode="bilinear", antialias=True, align_corners=False)
     x = (image / 255.0).to(device)
     net = EquivariantDetector().to(device).eval()
+    describe = PolarDescriptor()
 
     def model() -> None:
         with torch.no_grad():
-            out = net(x)
-            kp = detect_keypoints(out.score, out.orientation, 300)
-            polar_descriptor(out.features, kp.xy, kp.angle)
+            detect_pyramid(net, describe, x, args.scales, args.top_k)
 
-    print(f"{args.size}x{args.size} grey image, {args.threads} thread(s), {device}")
-    print(f"  model (forward + 300 keypoints + descriptors): {timed(model, args.repeats, sync):8.1f} ms")
-    grey = image[0, 0].round().to(torch.uint8).numpy().astype(np.uint8)
+    print(f"{args.width}x{args.height} grey photo, {args.threads} thread(s), {device}, scales {args.scales}")
+    print(f"  model (forward + {args.top_k} keypoints + descriptors): {timed(model, args.repeats, sync):8.1f} ms")
+    grey = image[0, 0].round().clamp(0, 255).to(torch.uint8).numpy().astype(np.uint8)
     for name in BASELINES:
         print(f"  {name:8s}: {timed(lambda: run_baseline(name, grey), args.repeats):8.1f} ms")
 

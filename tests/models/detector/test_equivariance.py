@@ -1,6 +1,6 @@
 """The e2cnn detector is equivariant to 90-degree rotations: the score map rotates with the image
 (error < 1e-4 away from the border), the orientation distribution shifts by N/4 bins, keypoint
-angles turn by pi/2, and polar descriptors stay the same."""
+angles turn by pi/2, and polar descriptors stay the same (with the handcrafted Harris/Hessian inputs)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from neurocorr.models.detector.torch_model import EquivariantDetector, antialias
 @pytest.fixture(scope="module")
 def outputs():
     torch.manual_seed(0)
-    net = EquivariantDetector(group_order=8, layer_1=2, layer_2=2, layer_3=2, pyramid_levels=2).eval()
+    net = EquivariantDetector(group_order=8, layer_1=2, layer_2=2, layer_3=2, pyramid_levels=2, handcrafted=(1.0, 2.0)).eval()
     image = torch.rand(1, 1, 50, 50)
     with torch.no_grad():
         # a few train-mode steps first so the batch-norm statistics are not trivial

@@ -78,3 +78,19 @@ def test_auc_of_corner_errors() -> None:
     rows = [{"method": "m", "sequence": "s", "pair": i, "h_err": e} for i, e in enumerate([0.0, 2.0, math.inf])]
     entry = [e for e in summarise(rows, ("h_auc_3px",)) if e["sequence"] == "average"][0]
     assert entry["h_auc_3px"] == pytest.approx(homography_auc([0.0, 2.0, math.inf], 3.0))
+
+
+def test_subpixel_modes_and_handcrafted_responses_ignore_contrast() -> None:
+    from neurocorr.models.detector.torch_model import handcrafted_responses
+
+    score = quadratic_peak(7.3, 6.8).float()
+    xy2, _, _ = score_peaks(score, top_k=1, subpixel="2d")
+    xy1, _, _ = score_peaks(score, top_k=1, subpixel="1d")
+    xy0, _, _ = score_peaks(score, top_k=1, subpixel="none")
+    assert xy0[0, 0].tolist() == [7.0, 7.0] and not torch.allclose(xy1, xy2)
+    with pytest.raises(ValueError, match="subpixel"):
+        score_peaks(score, subpixel="3d")
+    image = torch.rand(2, 1, 32, 32)
+    r = handcrafted_responses(image, (1.0, 2.0))
+    assert r.shape == (2, 4, 32, 32) and r.abs().max() < 1
+    torch.testing.assert_close(handcrafted_responses(0.3 * image + 0.2, (1.0, 2.0)), r, atol=1e-4, rtol=1e-3)

@@ -36,22 +36,29 @@ def keypoint_angles(orientation: torch.Tensor, xy: torch.Tensor) -> torch.Tensor
     return orientation_angle(sample_maps(orientation, xy))
 
 
+SUBPIXEL = {True: "2d", False: "none", "2d": "2d", "1d": "1d", "none": "none"}
+
+
 def score_peaks(score: torch.Tensor, top_k: int = 300, threshold: float = 0.0, nms_window: int = 3, border: int = 4,
-                subpixel: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                subpixel: bool | str = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Peaks of a score map ``(B, 1, H, W)``: (xy ``(B, K, 2)``, score ``(B, K)``, valid ``(B, K)``),
-    refined by a 2-D quadratic fit when ``subpixel``."""
+    refined by a 2-D quadratic fit (``subpixel`` True or ``2d``), 1-D fits along x and y (``1d``),
+    or left on the pixel grid (False or ``none``)."""
     if score.dim() != 4 or score.shape[1] != 1:
         raise ValueError(f"expected a (B, 1, H, W) score map, got {tuple(score.shape)}")
-    peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=False)
+    mode = SUBPIXEL.get(subpixel)
+    if mode is None:
+        raise ValueError(f"subpixel must be true, false, '2d', '1d' or 'none', got {subpixel!r}")
+    peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=mode == "1d")
     xy = peaks.xy
-    if subpixel:
+    if mode == "2d":
         flat = (xy[..., 1].round().long() * score.shape[-1] + xy[..., 0].round().long())
         xy = refine_subpixel_2d(score, flat)
     return xy[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
 
 
 def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int = 300, threshold: float = 0.0,
-                     nms_window: int = 5, border: int = 4, subpixel: bool = True) -> Keypoints:
+                     nms_window: int = 5, border: int = 4, subpixel: bool | str = True) -> Keypoints:
     """Keypoints of a score map ``(B, 1, H, W)`` with orientations from ``(B, N, H, W)``."""
     xy, s, valid = score_peaks(score, top_k, threshold, nms_window, border, subpixel)
     return Keypoints(xy=xy, score=s, angle=keypoint_angles(orientation, xy), valid=valid)
@@ -62,7 +69,7 @@ Describe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Describe, image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
-                   border: int = 4, subpixel: bool = True) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
+                   border: int = 4, subpixel: bool | str = True) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
     """Keypoints over an image pyramid with scale-space NMS.
 
     The network runs on ``image`` ``(B, C, H, W)`` resized by each of ``scales``; each score map is

@@ -45,7 +45,8 @@ class DetectorModule(NeurocorrModule):
             border suppression loss.
         warp, photometric: keyword ranges of :class:`WarpRanges` and :class:`Photometric`.
         border: px band (and erosion of the validity masks) left out of the loss.
-        top_k, nms_window, threshold, detect_border, subpixel: keypoint extraction at evaluation.
+        top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
+        subpixel: peak refinement, true/``2d`` (2-D quadratic fit), ``1d`` (along x and y), false/``none``.
         scales: image pyramid of the test-time detection (``[1.0]`` = one scale).
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
         match_threshold, homography_top_k, ransac_px, baselines, model_descriptor_baselines,
@@ -61,7 +62,7 @@ class DetectorModule(NeurocorrModule):
         desc_weight: float = 1.0, desc_margin: float = 1.0, desc_top_k: int = 64, desc_mining: str = "hardest",
         ori_weight: float = 0.1, pad_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
-        threshold: float = 0.0, detect_border: int = 4, subpixel: bool = True, scales: Sequence[float] = (1.0,),
+        threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
@@ -82,7 +83,7 @@ class DetectorModule(NeurocorrModule):
         self.photometric = Photometric(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
                                           for k, v in (photometric or {}).items()})
         self.border, self.top_k, self.nms_window = border, top_k, nms_window
-        self.threshold, self.detect_border, self.subpixel = threshold, detect_border, bool(subpixel)
+        self.threshold, self.detect_border, self.subpixel = threshold, detect_border, subpixel
         self.scales = [float(s) for s in scales]
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]

@@ -13,6 +13,12 @@ antialiased max pooling (stride 2) between blocks. Then
 - descriptor features: a 1x1 conv of the same invariant features (the descriptor itself is a polar
   sample of these around each keypoint, in its orientation; see ``descriptor.py``).
 
+With ``handcrafted`` sigmas (in the manner of Key.Net), each level also gets rotation-invariant
+classical responses: Harris and determinant of Hessian of the level blurred by each sigma, each
+normalised by its mean absolute value over the image (so contrast does not matter) and squashed to
+(-1, 1). They enter the first block as extra trivial fields and the score head directly, so the
+network starts from well-localised corner and blob responses and learns what to keep.
+
 Every operation is exactly equivariant to rotations by multiples of 90 degrees (for N divisible by
 4) for square inputs of any size: e2cnn filters, zero padding, centred resizing and the
 parity-aware pooling below all commute with ``torch.rot90``.
@@ -24,8 +30,10 @@ import math
 from typing import NamedTuple
 
 import torch
+import kornia.feature as KF
 import torch.nn.functional as F
 from e2cnn import gspaces
+from kornia.filters import gaussian_blur2d
 from e2cnn import nn as enn
 from torch import nn
 
@@ -55,6 +63,22 @@ def _blur_stride2(x: torch.Tensor, dim: int) -> torch.Tensor:
     stride = (2, 1) if dim == 2 else (1, 2)
     weight = k.view(one).expand(c, 1, *one[2:]).contiguous()
     return F.conv2d(F.pad(x, pad), weight, stride=stride, groups=c)
+
+
+def handcrafted_responses(image: torch.Tensor, sigmas: tuple[float, ...]) -> torch.Tensor:
+    """``(B, 2 * len(sigmas), H, W)``: Harris and determinant-of-Hessian responses of the grey
+    ``image`` ``(B, C, H, W)`` blurred by each sigma (px), each divided by its mean absolute value
+    over the image and squashed by ``x / (1 + |x|)``. Rotation-invariant fields (exactly, for
+    rotations by multiples of 90 degrees)."""
+    grey = image.mean(1, keepdim=True) if image.shape[1] > 1 else image
+    maps = []
+    for sigma in sigmas:
+        k = 2 * math.ceil(3 * sigma) + 1
+        blurred = gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect")
+        maps += [KF.harris_response(blurred, k=0.04), KF.hessian_response(blurred)]
+    stack = torch.cat(maps, 1)
+    stack = stack / stack.abs().mean((-2, -1), keepdim=True).clamp(min=1e-12)
+    return stack / (1 + stack.abs())
 
 
 def antialiased_max_pool(x: torch.Tensor) -> torch.Tensor:
@@ -92,6 +116,7 @@ class EquivariantDetector(nn.Module):
         pyramid_scale: size ratio between consecutive levels, in (0, 1).
         head_hidden: channels of the hidden 1x1 conv of the score head (0 = a single 1x1 conv).
         descriptor_channels: channels of the descriptor feature map.
+        handcrafted: blur sigmas (px) of the classical responses given to the network (empty = none).
     """
 
     def __init__(
@@ -106,6 +131,7 @@ class EquivariantDetector(nn.Module):
         pyramid_scale: float = 0.7071,
         head_hidden: int = 16,
         descriptor_channels: int = 8,
+        handcrafted: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         if group_order < 1:
@@ -116,7 +142,9 @@ class EquivariantDetector(nn.Module):
         self.group_order, self.in_channels = group_order, in_channels
         self.pyramid_levels, self.pyramid_scale = pyramid_levels, pyramid_scale
         gspace = gspaces.Rot2dOnR2(N=group_order)
-        self.in_type = enn.FieldType(gspace, in_channels * [gspace.trivial_repr])
+        self.handcrafted = tuple(float(x) for x in handcrafted)
+        n_hand = 2 * len(self.handcrafted)
+        self.in_type = enn.FieldType(gspace, (in_channels + n_hand) * [gspace.trivial_repr])
         types = [enn.FieldType(gspace, n * [gspace.regular_repr]) for n in (layer_1, layer_2, layer_3)]
         self.block1 = EquivariantBlock(self.in_type, types[0], kernel_size)
         self.block2 = EquivariantBlock(types[0], types[1], kernel_size)
@@ -124,11 +152,12 @@ class EquivariantDetector(nn.Module):
         self.pools = nn.ModuleList([enn.GroupPooling(t) for t in types])
         self.orientation_conv = enn.R2Conv(types[2], enn.FieldType(gspace, [gspace.regular_repr]), 3, padding=1)
         invariant = (layer_1 + layer_2 + layer_3) * pyramid_levels
+        head_in = invariant + n_hand * pyramid_levels
         if head_hidden > 0:
-            self.score_head = nn.Sequential(nn.Conv2d(invariant, head_hidden, 1), nn.ReLU(inplace=True),
+            self.score_head = nn.Sequential(nn.Conv2d(head_in, head_hidden, 1), nn.ReLU(inplace=True),
                                             nn.Conv2d(head_hidden, 1, 1))
         else:
-            self.score_head = nn.Conv2d(invariant, 1, 1)
+            self.score_head = nn.Conv2d(head_in, 1, 1)
         self.descriptor_head = nn.Conv2d(invariant, descriptor_channels, 1)
 
     def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -140,10 +169,15 @@ class EquivariantDetector(nn.Module):
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
         h, w = image.shape[-2:]
-        invariant, orientation = [], 0.0
+        invariant, hand, orientation = [], [], 0.0
         for size in self.level_sizes(h, w):
             level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False,
                                                                antialias=True)
+            if self.handcrafted:
+                responses = handcrafted_responses(level, self.handcrafted)
+                level = torch.cat([level, responses], 1)
+                hand.append(responses if size == (h, w) else
+                            F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
             x = self.block1(enn.GeometricTensor(level, self.in_type))
             feats = [x]
             x = self.block2(enn.GeometricTensor(antialiased_max_pool(x.tensor), x.type))
@@ -155,7 +189,7 @@ class EquivariantDetector(nn.Module):
             ori = self.orientation_conv(x).tensor
             orientation = orientation + F.interpolate(ori, size=(h, w), mode="bilinear", align_corners=False)
         features = torch.cat(invariant, dim=1)
-        score = torch.sigmoid(self.score_head(features))
+        score = torch.sigmoid(self.score_head(torch.cat([features, *hand], 1) if hand else features))
         return DetectorOutput(score=score, orientation=torch.softmax(orientation, dim=1),
                               features=self.descriptor_head(features))
 
