@@ -4,7 +4,7 @@ A class is a closed unit outline (an ellipse or a polygon whose corners lie near
 circle); each figure jitters its corners, may round them (Gaussian smoothing of the closed curve
 in the Fourier domain), is resampled by arc length, stretched to an aspect ratio, rotated, and
 drawn as one stroke from a random start point that stops short of or runs past the start, with
-low-frequency wobble along the way, sometimes with a straight tail past the end. Uniforms ``u[:, 20:73]`` of each figure drive all of it.
+low-frequency wobble along the way, sometimes with a straight tail past the end. Uniforms ``u[:, 20:74]`` of each figure drive all of it.
 """
 
 from __future__ import annotations
@@ -61,8 +61,11 @@ def class_vertices(kinds: torch.Tensor, shape_u: torch.Tensor) -> tuple[torch.Te
     return table[torch.arange(n), kinds], counts[kinds]
 
 
-def closed_outline(vertices: torch.Tensor, counts: torch.Tensor, points: int = OUTLINE_POINTS) -> torch.Tensor:
-    """``points`` samples of each closed outline, equal arc length apart: ``(N, points, 2)``."""
+def closed_outline(vertices: torch.Tensor, counts: torch.Tensor, exponent: torch.Tensor,
+                   points: int = OUTLINE_POINTS) -> torch.Tensor:
+    """``points`` samples of each closed outline, equal arc length apart: ``(N, points, 2)``. Ellipses
+    (``counts == 0``) are superellipses ``|x|^p + |y|^p = 1`` with ``p = exponent`` ``(N,)``: 2 is an
+    ellipse, above 2 flatter sides (as a stretched hand-drawn circle has), never a corner."""
     t = torch.arange(points, dtype=torch.float32) / points
     m = counts.clamp_min(1)[:, None].float()
     s = t[None] * m                                                            # (N, points)
@@ -71,7 +74,9 @@ def closed_outline(vertices: torch.Tensor, counts: torch.Tensor, points: int = O
     start = vertices.gather(1, j[..., None].expand(-1, -1, 2))
     end = vertices.gather(1, (j + 1).remainder(m.long())[..., None].expand(-1, -1, 2))
     polygon = start + frac * (end - start)
-    circle = torch.stack([torch.cos(2 * math.pi * t), torch.sin(2 * math.pi * t)], -1).expand_as(polygon)
+    cos, sin = torch.cos(2 * math.pi * t)[None], torch.sin(2 * math.pi * t)[None]
+    power = 2 / exponent[:, None]
+    circle = torch.stack([cos.sign() * cos.abs() ** power, sin.sign() * sin.abs() ** power], -1)
     outline = torch.where((counts == 0)[:, None, None], circle, polygon)
     return resample_closed(outline, points)
 
@@ -108,16 +113,26 @@ def _along(outline: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return a + frac * (b - a)
 
 
+def _aspect(counts: torch.Tensor, u: torch.Tensor, style: "DrawnStyle") -> torch.Tensor:
+    """Long / short axis ``(N,)``: log-uniform in ``u**2`` (weighted towards 1); figures with many
+    corners are stretched less (a flat hexagon reads as an ellipse at 64 px)."""
+    low, high = math.log(style.aspect[0]), math.log(style.aspect[1])
+    log_max = torch.where(counts > 4, min(high, math.log(STRETCH_MANY_CORNERS)), high)
+    return torch.exp(low + (log_max - low).clamp_min(0) * u**2)
+
+
 def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_points: int) -> torch.Tensor:
     """The stroke of each figure: ``(N, n_points, 2)`` points in shape units (long side about 2)."""
     n = kinds.shape[0]
     jitter = style.vertex_jitter[0] + (style.vertex_jitter[1] - style.vertex_jitter[0]) * u[:, 20]
     vertices, counts = class_vertices(kinds, u[:, 21])
     vertices = vertices + jitter[:, None, None] * (2 * u[:, 47:71].view(n, MAX_VERTICES, 2) - 1)
-    outline = closed_outline(vertices, counts)
+    outline = closed_outline(vertices, counts, style.superellipse[0] + (style.superellipse[1] - style.superellipse[0]) * u[:, 73])
+    aspect = _aspect(counts, u[:, 24], style)
     rounded = (u[:, 22] < style.corner_round_p) & (counts > 0)
     # rounding as a share of one side: a star's ten sides round as much as a square's four
-    sigma = (style.corner_round[0] + (style.corner_round[1] - style.corner_round[0]) * u[:, 23]) * 4 / counts.clamp_min(1)
+    # and less along the long side of a stretched figure (a thin rectangle keeps sharp ends)
+    sigma = (style.corner_round[0] + (style.corner_round[1] - style.corner_round[0]) * u[:, 23]) * 4 / counts.clamp_min(1) / aspect
     outline = resample_closed(smooth_closed(outline, torch.where(rounded, sigma, torch.zeros_like(sigma))), OUTLINE_POINTS)
     # the stroke: from a random start, once round, short of or past the start, and sometimes a
     # straight tail where the pen flicks on past the end (the last ``tail`` share of the stroke)
@@ -133,9 +148,6 @@ def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_
     beyond = (tau - (1 - tail[:, None])).clamp_min(0) / (1 - tail[:, None])  # (N, P), in strokes
     path = path + direction * (beyond * (1 + closing[:, None]) * perimeter[:, None])[..., None]
     # aspect (log-uniform, weighted towards 1) and rotation keep the class
-    # figures with many corners are stretched less (a flat hexagon reads as an ellipse at 64 px)
-    log_max = torch.where(counts > 4, min(math.log(style.aspect[1]), math.log(STRETCH_MANY_CORNERS)), math.log(style.aspect[1]))
-    aspect = torch.exp(math.log(style.aspect[0]) + (log_max - math.log(style.aspect[0])).clamp_min(0) * u[:, 24] ** 2)
     path = path * torch.stack([torch.ones(n), 1 / aspect], 1)[:, None]
     angle = math.radians(style.rotation_deg) * (2 * u[:, 25] - 1)
     cos, sin = angle.cos()[:, None], angle.sin()[:, None]

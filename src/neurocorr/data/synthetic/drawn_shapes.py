@@ -39,7 +39,8 @@ class DrawnStyle:
     tail_p: float = 0.25              # share of strokes that run on in a straight tail past their end
     tail: Range = (0.03, 0.2)         # the tail's share of the stroke
     corner_round_p: float = 0.5       # share of polygons with rounded corners
-    corner_round: Range = (0.005, 0.04)  # rounding: Gaussian smoothing width, fraction of the outline
+    corner_round: Range = (0.005, 0.03)  # rounding: Gaussian smoothing width, fraction of the outline
+    superellipse: Range = (1.8, 2.8)  # ellipse exponent: 2 = ellipse, more = flatter sides
     aspect: Range = (1.0, 8.0)        # long / short axis (log-uniform, weighted to 1)
     rotation_deg: float = 180.0       # rotated by up to +- this
     scale: Range = (0.35, 0.9)        # long side of the figure / image side
