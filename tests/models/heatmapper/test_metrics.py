@@ -45,3 +45,14 @@ def test_nothing_predicted_and_nothing_to_find() -> None:
     empty.update(torch.zeros(1, 3, 1, 2), torch.ones(1, 3, 1, dtype=torch.bool), torch.zeros(1, 0, 2), torch.zeros(1, 0, dtype=torch.long))
     out = empty.compute()
     assert math.isnan(out["pck"]) and out["unmatched_middle"] == 1.0
+
+
+def test_per_image_thresholds_for_images_of_different_sizes() -> None:
+    # two images, each with a start point 6 px off: within 10 px in the first, not within 5 px in the second
+    pred = torch.tensor([[[[6.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]]], [[[6.0, 0.0]], [[0.0, 0.0]], [[0.0, 0.0]]]])
+    valid = torch.tensor([[[True], [False], [False]], [[True], [False], [False]]])
+    gt, labels = torch.zeros(2, 1, 2), torch.zeros(2, 1, dtype=torch.long)
+    metric = KeypointMetrics(3, threshold=100.0)
+    metric.update(pred, valid, gt, labels, threshold=torch.tensor([10.0, 5.0]))
+    out = metric.compute()
+    assert out["pck_start_end"] == 0.5 and out["unmatched_start_end"] == 0.5 and out["mean_dist_start_end"] == 6.0

@@ -70,7 +70,7 @@ class GaugeStyle:
     tilt: tuple[float, float] = (0.0, 28.0)
     inner_scale: float = 0.7          # probability of a second, inner scale (other units, colour, ticks)
     sweep: tuple[float, float] = (180.0, 300.0)
-    dial_radius: tuple[float, float] = (0.30, 0.44)  # bezel radius, share of the image side
+    dial_radius: tuple[float, float] = (0.22, 0.46)  # bezel radius, share of the image side
     crop: float = 0.14
     occlusion: float = 0.25           # probability that the needle rests on the start or end tick
     glare: tuple[float, float] = (0.0, 0.55)
@@ -102,7 +102,7 @@ STYLES: dict[str, GaugeStyle] = {
         fonts=("DejaVuSansMono-Bold", "STIXGeneral", "STIXGeneralBolIta", "cmtt10", "DejaVuSerif-BoldItalic"),
         schemes=("yellow_black", "blue_white", "green_cream"),
         photos=("chelsea", "stereo_motorcycle", "coins", "immunohistochemistry", "clock", "moon"),
-        needles=("lance", "bar"), ticks=("line", "wedge"), tilt=(20.0, 35.0),
+        needles=("lance", "bar"), ticks=("line", "wedge"), tilt=(20.0, 35.0), dial_radius=(0.30, 0.44),
     ),
     "easy": GaugeStyle(fonts=("DejaVuSans",), schemes=("white_black",), backgrounds=("clutter",), needles=("taper",),
                        ticks=("line",), tilt=(0.0, 8.0), inner_scale=0.0, occlusion=0.0, glare=(0.0, 0.3),
