@@ -94,3 +94,18 @@ def test_subpixel_modes_and_handcrafted_responses_ignore_contrast() -> None:
     r = handcrafted_responses(image, (1.0, 2.0))
     assert r.shape == (2, 4, 32, 32) and r.abs().max() < 1
     torch.testing.assert_close(handcrafted_responses(0.3 * image + 0.2, (1.0, 2.0)), r, atol=1e-4, rtol=1e-3)
+
+
+def test_harris_skip_makes_the_untrained_score_a_monotone_map_of_harris() -> None:
+    from neurocorr.errors import ConfigError
+    from neurocorr.models.detector.torch_model import EquivariantDetector, handcrafted_responses
+
+    torch.manual_seed(0)
+    net = EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, handcrafted=(1.0,), harris_skip=4.0).eval()
+    image = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        score = net(image).score
+    harris = handcrafted_responses(image, (1.0,))[:, :1]
+    torch.testing.assert_close(score, torch.sigmoid(4.0 * harris))
+    with pytest.raises(ConfigError, match="harris_skip"):
+        EquivariantDetector(harris_skip=4.0)

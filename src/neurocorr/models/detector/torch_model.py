@@ -67,14 +67,14 @@ def _blur_stride2(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 def handcrafted_responses(image: torch.Tensor, sigmas: tuple[float, ...]) -> torch.Tensor:
     """``(B, 2 * len(sigmas), H, W)``: Harris and determinant-of-Hessian responses of the grey
-    ``image`` ``(B, C, H, W)`` blurred by each sigma (px), each divided by its mean absolute value
+    ``image`` ``(B, C, H, W)`` blurred by each sigma (px; 0 = unblurred), each divided by its mean absolute value
     over the image and squashed by ``x / (1 + |x|)``. Rotation-invariant fields (exactly, for
     rotations by multiples of 90 degrees)."""
     grey = image.mean(1, keepdim=True) if image.shape[1] > 1 else image
     maps = []
     for sigma in sigmas:
         k = 2 * math.ceil(3 * sigma) + 1
-        blurred = gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect")
+        blurred = grey if sigma <= 0 else gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect")
         maps += [KF.harris_response(blurred, k=0.04), KF.hessian_response(blurred)]
     stack = torch.cat(maps, 1)
     stack = stack / stack.abs().mean((-2, -1), keepdim=True).clamp(min=1e-12)
@@ -117,6 +117,9 @@ class EquivariantDetector(nn.Module):
         head_hidden: channels of the hidden 1x1 conv of the score head (0 = a single 1x1 conv).
         descriptor_channels: channels of the descriptor feature map.
         handcrafted: blur sigmas (px) of the classical responses given to the network (empty = none).
+        harris_skip: with ``handcrafted``, the initial weight of a learnable skip that adds the
+            first Harris response to the score logits, the head's last layer starting at zero: the
+            untrained detector then ranks points as Harris does, and training refines that (0 = off).
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class EquivariantDetector(nn.Module):
         head_hidden: int = 16,
         descriptor_channels: int = 8,
         handcrafted: tuple[float, ...] = (),
+        harris_skip: float = 0.0,
     ) -> None:
         super().__init__()
         if group_order < 1:
@@ -159,6 +163,13 @@ class EquivariantDetector(nn.Module):
         else:
             self.score_head = nn.Conv2d(head_in, 1, 1)
         self.descriptor_head = nn.Conv2d(invariant, descriptor_channels, 1)
+        if harris_skip and not self.handcrafted:
+            raise ConfigError("model.net.harris_skip needs model.net.handcrafted sigmas")
+        self.harris_skip = nn.Parameter(torch.tensor(float(harris_skip))) if harris_skip else None
+        if self.harris_skip is not None:
+            last = self.score_head[-1] if isinstance(self.score_head, nn.Sequential) else self.score_head
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Sizes of the pyramid levels of an ``height x width`` image."""
@@ -189,7 +200,10 @@ class EquivariantDetector(nn.Module):
             ori = self.orientation_conv(x).tensor
             orientation = orientation + F.interpolate(ori, size=(h, w), mode="bilinear", align_corners=False)
         features = torch.cat(invariant, dim=1)
-        score = torch.sigmoid(self.score_head(torch.cat([features, *hand], 1) if hand else features))
+        logits = self.score_head(torch.cat([features, *hand], 1) if hand else features)
+        if self.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
+            logits = logits + self.harris_skip * hand[0][:, :1]
+        score = torch.sigmoid(logits)
         return DetectorOutput(score=score, orientation=torch.softmax(orientation, dim=1),
                               features=self.descriptor_head(features))
 
