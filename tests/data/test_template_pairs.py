@@ -64,10 +64,10 @@ def test_missing_columns_and_files(folder):
 
 def test_datamodule_is_for_evaluation(folder):
     write(folder, "t.png,,,,,scene.png,5,6,12,10")
-    dm = TemplatePairsDataModule(str(folder), batch_size=2)
+    dm = TemplatePairsDataModule(root=str(folder), batch_size=2)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
-    assert isinstance(batch, list) and batch[0]["scene"].shape == (3, 40, 60)
+    assert isinstance(batch["scene"], list) and batch["scene"][0].shape == (3, 40, 60)
     with pytest.raises(ConfigError, match="evaluation"):
         dm.train_dataloader()
 
@@ -77,3 +77,53 @@ def test_reads_the_real_sample():
     pairs = read_template_pairs(SAMPLE / "pairs.csv")
     assert len(pairs) == 4 and all(p.template_box is None for p in pairs)
     assert pairs[3].box == (40, 100, 45, 20)
+
+
+@pytest.fixture(scope="module")
+def view_pairs(tmp_path_factory) -> Path:
+    from neurocorr.data.synthetic.aerial_pairs import make_view_pairs
+
+    return make_view_pairs(tmp_path_factory.mktemp("v") / "pairs", n_train=2, n_val=1, n_heldout=1, views=1, templates=2, world_size=160, view=96)
+
+
+def test_view_pair_generator_writes_three_splits_with_boxes_inside(view_pairs):
+    for split in ("train", "val", "heldout"):
+        pairs = read_template_pairs(view_pairs / f"{split}_pairs.csv")  # the reader checks every box lies inside
+        assert pairs and all(p.template_box is not None and p.template_box[2] == p.template_box[3] for p in pairs)
+    worlds = {p.scene_image.parent.name for p in read_template_pairs(view_pairs / "train_pairs.csv")}
+    held = {p.scene_image.parent.name for p in read_template_pairs(view_pairs / "heldout_pairs.csv")}
+    assert worlds.isdisjoint(held)  # held-out pairs come from new places
+
+
+def test_training_pairs_from_csv_keep_the_template_in_its_box(folder):
+    import torch
+
+    from neurocorr.data.qatm_pairs import CsvTrainingPairs
+
+    rng = np.random.default_rng(0)
+    scene = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(scene).save(folder / "big.png")
+    # the template is the scene's box itself: after resizing both alike it must sit in the pair's box
+    ds = CsvTrainingPairs([write(folder, "big.png,30,20,16,16,big.png,30,20,16,16")], template_size=16, context=4, scene_size=40)
+    item = ds[0]
+    assert item["template"].shape == (3, 24, 24) and item["scene"].shape == (3, 40, 40) and item["warp"] is False
+    x, y, w, h = item["box"].tolist()
+    assert (w, h) == (16, 16) and 0 <= x <= 24 and 0 <= y <= 24
+    crop = item["scene"][:, round(y) : round(y) + 16, round(x) : round(x) + 16].float()
+    assert (crop - item["template"][:, 4:20, 4:20].float()).abs().mean() < 40  # bilinear at a sub-pixel shift
+
+
+def test_datamodule_trains_on_csv_pairs_and_image_crops(view_pairs):
+    dm = TemplatePairsDataModule(root=str(view_pairs / "heldout_pairs.csv"), train_csv=[str(view_pairs / "train_pairs.csv")],
+                                 val_csv=str(view_pairs / "val_pairs.csv"), bundled_images=["camera"], crops_per_image=3,
+                                 extra_test={"val": str(view_pairs / "val_pairs.csv")}, template_size=24, context=8, scene_size=64,
+                                 batch_size=64)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert set(dm.batch_keys) >= set(batch) - {"set", "row"}
+    assert batch["template"].shape[1:] == (3, 40, 40) and batch["scene"].shape[1:] == (3, 64, 64)
+    assert int(batch["warp"].sum()) == 3 and len(batch["warp"]) == len(dm.datasets["train"])
+    test = next(iter(dm.test_dataloader()))
+    assert {"", "val"} >= set(test["set"])
+    with pytest.raises(ConfigError, match="template_size"):
+        TemplatePairsDataModule(root=str(view_pairs), template_size=48, context=16, scene_size=64)

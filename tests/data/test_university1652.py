@@ -37,7 +37,7 @@ def test_generator_cli_refuses_a_non_empty_root(root, capsys):
 
 
 def test_datamodule_pairs_drone_with_satellite_of_the_same_building(root):
-    dm = University1652DataModule(str(root), image_size=24, batch_size=4, val_fraction=0.2, seed=0)
+    dm = University1652DataModule(root=str(root), image_size=24, batch_size=4, val_fraction=0.2, seed=0)
     dm.setup("fit")
     train = dm.datasets["train"]
     assert len(train) == 4 * 2  # 4 training buildings (1 held out) x 2 drone views
@@ -52,7 +52,7 @@ def test_datamodule_pairs_drone_with_satellite_of_the_same_building(root):
 
 def test_missing_root_says_where_to_get_data(tmp_path):
     with pytest.raises(DataError, match="synthetic.aerial") as err:
-        University1652DataModule(str(tmp_path / "nowhere"))
+        University1652DataModule(root=str(tmp_path / "nowhere"))
     assert "nowhere" in str(err.value) and "University1652" in str(err.value)
 
 
@@ -68,4 +68,4 @@ def test_building_without_satellite_view_is_an_error(tmp_path):
     root = make_dataset(tmp_path / "u", n_train=3, n_test=1, views=1, size=16, n_maps=1, templates=1, map_size=64)
     shutil.rmtree(root / "train" / "satellite" / "0002")
     with pytest.raises(DataError, match="0002"):
-        University1652DataModule(str(root), val_fraction=0.0).setup("fit")
+        University1652DataModule(root=str(root), val_fraction=0.0).setup("fit")

@@ -5,25 +5,24 @@ uint8 and ``label`` ``(B,)`` long (building index); validation and test batches 
 items ``image`` ``(B, 3, S, S)`` uint8, ``label`` ``(B,)``, ``role`` ``(B,)`` (0 query, 1 gallery)
 and ``index`` ``(B,)`` (the image's identity, for excluding a query's own image).
 
-``TemplatePairsDataModule``: evaluation only; each batch is a list of dicts ``template``
-``(3, h, w)`` uint8, ``template_box`` ``(4,)`` float (NaN = whole image), ``scene`` ``(3, H, W)``
-uint8, ``box`` ``(4,)`` float xywh, ``row`` int.
+``TemplatePairsDataModule``: template localisation pairs (see :mod:`neurocorr.data.qatm_pairs` for
+the batch layouts): evaluation pairs from CSVs, and, for training the matcher, fixed-size pairs from
+template-pairs CSVs plus self-supervised crops of any images.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from neurocorr.data.base import NeurocorrDataModule
 from neurocorr.data.formats.image import read_image
-from neurocorr.data.formats.template_pairs import read_template_pairs
 from neurocorr.data.formats.university1652 import check_root, paired_buildings, read_split, require_view
-from neurocorr.data.samplers import EpochSeededRandomSampler
-from neurocorr.data.split_loaders import SplitLoaders
+from neurocorr.data.qatm_pairs import CsvTrainingPairs, ImageCrops, PairItems, collate_pairs, load_image_sources
 from neurocorr.errors import ConfigError
 
 VIEWS = ("drone", "satellite", "street", "google")
@@ -97,25 +96,7 @@ def retrieval_items(queries: dict[str, list[Path]], gallery: dict[str, list[Path
     return items
 
 
-class _Loaders(SplitLoaders):
-    def __init__(self, batch_size: int, num_workers: int, pin_memory: bool, seed: int) -> None:
-        super().__init__()
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
-        self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, pin_memory, seed
-        self.datasets: dict[str, Dataset] = {}
-
-    def _loader(self, split: str, collate: Any = None) -> DataLoader:
-        ds = self.datasets[split]
-        train = split == "train"
-        return DataLoader(
-            ds, batch_size=self.batch_size, sampler=EpochSeededRandomSampler(len(ds), self.seed) if train else None,
-            num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0, drop_last=train and len(ds) > self.batch_size, collate_fn=collate,
-        )
-
-
-class University1652DataModule(_Loaders):
+class University1652DataModule(NeurocorrDataModule):
     """University-1652 (real or synthetic): train on query/gallery view pairs, test with the official
     protocol ``test/query_<query>`` -> ``test/gallery_<gallery>``.
 
@@ -126,14 +107,16 @@ class University1652DataModule(_Loaders):
         val_fraction: share of training buildings held out for validation (their query images
             against their gallery images).
         cache_images: keep up to this many decoded training images in memory (0 = none).
+        batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
     """
 
+    batch_keys = ("drone", "satellite", "label", "image", "role", "index")
+
     def __init__(
-        self, root: str, image_size: int = 128, query: str = "drone", gallery: str = "satellite",
-        val_fraction: float = 0.1, batch_size: int = 16, num_workers: int = 0, pin_memory: bool = True, seed: int = 0,
-        cache_images: int = 0,
+        self, *, root: str, image_size: int = 128, query: str = "drone", gallery: str = "satellite",
+        val_fraction: float = 0.1, cache_images: int = 0, **base: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, seed)
+        super().__init__(**{"batch_size": 16, **base})
         for key, view in (("query", query), ("gallery", gallery)):
             if view not in VIEWS:
                 raise ConfigError(f"data.{key} must be one of {VIEWS}, got {view!r}")
@@ -170,44 +153,69 @@ class University1652DataModule(_Loaders):
             self.datasets["test"] = RetrievalItems(retrieval_items(q, g, {}), self.image_size)
 
 
-class TemplatePairsDataset(Dataset):
-    def __init__(self, csv_path: str | Path) -> None:
-        self.pairs = read_template_pairs(csv_path)
+class TemplatePairsDataModule(NeurocorrDataModule):
+    """Template localisation pairs.
 
-    def __len__(self) -> int:
-        return len(self.pairs)
+    Args:
+        root: the evaluation pairs (test): a template-pairs CSV, or a folder holding ``csv``.
+        extra_test: more evaluation sets ``{name: csv}``, reported as ``test/<name>/...``.
+        train_csv: template-pairs CSVs to train the matcher on (optional).
+        val_csv: pairs for validation (default: the evaluation pairs of ``root``).
+        image_folders, bundled_images: images (folders, or scikit-image picture names) whose crops
+            become self-supervised pairs (``crops_per_image`` each per epoch).
+        template_size, context, scene_size: training pair sizes in pixels (must match ``model.pairs``).
+        batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
+    """
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        p = self.pairs[i]
-        return {
-            "template": read_image(p.template_image), "scene": read_image(p.scene_image),
-            "template_box": torch.tensor(p.template_box if p.template_box else [float("nan")] * 4),
-            "box": torch.tensor(p.box), "row": p.row, "template_name": p.template_image.name,
-        }
+    batch_keys = ("template", "scene", "box", "template_box", "warp", "set")
 
+    def __init__(
+        self, *, root: str, csv: str = "pairs.csv", extra_test: Optional[dict[str, str]] = None,
+        train_csv: Optional[Sequence[str]] = None, val_csv: Optional[str] = None,
+        image_folders: Optional[Sequence[str]] = None, bundled_images: Optional[Sequence[str]] = None,
+        crops_per_image: int = 16, template_size: int = 48, context: int = 16, scene_size: int = 128, **base: Any,
+    ) -> None:
+        super().__init__(**{"batch_size": 4, "pin_memory": False, **base})
+        self.csv_path = self._csv(root, csv)
+        self.extra_test = {str(k): self._csv(v, csv) for k, v in (extra_test or {}).items()}
+        self.train_csv = [self._csv(p, csv) for p in ([train_csv] if isinstance(train_csv, str) else train_csv or [])]
+        self.val_csv = self._csv(val_csv, csv) if val_csv else None
+        self.image_folders, self.bundled_images = list(image_folders or []), list(bundled_images or [])
+        self.crops_per_image = int(crops_per_image)
+        self.sizes = (int(template_size), int(context), int(scene_size))
+        if self.sizes[0] + 2 * self.sizes[1] > self.sizes[2]:
+            raise ConfigError(f"data.template_size + 2 * data.context must be <= data.scene_size, got {self.sizes}")
 
-def _as_list(items: Sequence[Any]) -> list[Any]:
-    return list(items)
+    @staticmethod
+    def _csv(path: str, name: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.suffix.lower() == ".csv" else p / name
 
-
-class TemplatePairsDataModule(_Loaders):
-    """Template localisation pairs from a CSV (evaluation: ``val`` and ``test`` read the same rows)."""
-
-    def __init__(self, root: str, csv: str = "pairs.csv", batch_size: int = 4, num_workers: int = 0, pin_memory: bool = False, seed: int = 0) -> None:
-        super().__init__(batch_size, num_workers, pin_memory, seed)
-        path = Path(root).expanduser()
-        self.csv_path = path if path.suffix.lower() == ".csv" else path / csv
+    @property
+    def trains(self) -> bool:
+        return bool(self.train_csv or self.image_folders or self.bundled_images)
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.datasets:
-            ds = TemplatePairsDataset(self.csv_path)
-            self.datasets = {"val": ds, "test": ds}
+        if self.datasets:
+            return
+        test = PairItems(self.csv_path)
+        sets: list[Dataset] = [test] + [PairItems(p, name) for name, p in self.extra_test.items()]
+        self.datasets = {"test": ConcatDataset(sets), "val": PairItems(self.val_csv) if self.val_csv else test}
+        if self.trains and stage in (None, "fit"):
+            t, c, s = self.sizes
+            parts: list[Dataset] = []
+            if self.train_csv:
+                parts.append(CsvTrainingPairs(self.train_csv, t, c, s, self.seed))
+            images = load_image_sources(self.image_folders, self.bundled_images)
+            if images:
+                parts.append(ImageCrops(images, t, c, s, self.crops_per_image, seed=self.seed))
+            self.datasets["train"] = ConcatDataset(parts)
+
+    def collate(self, split: str) -> Optional[Callable[[Any], Any]]:
+        return None if split == "train" else collate_pairs
 
     def train_dataloader(self) -> DataLoader:
-        raise ConfigError("data=template_pairs is for evaluation (python evaluate.py ...); train qatm with data=university1652")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", _as_list)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", _as_list)
+        if not self.trains:
+            raise ConfigError("data=template_pairs trains only with data.train_csv, data.image_folders or "
+                              "data.bundled_images; without them it is for evaluation (python evaluate.py ...)")
+        return self._loader("train")

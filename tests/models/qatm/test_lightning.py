@@ -50,3 +50,37 @@ def test_localisation_evaluation_on_template_pairs(make_cfg, tmp_path: Path):
     for key in ("test/success_at_0.5", "test/success_auc", "test/mean_iou", "test/map"):
         assert key in out and 0 <= out[key] <= 1, key
     assert (tmp_path / "run" / "figures" / "localisation_test_pairs.png").is_file()
+
+
+def test_matching_experiment_trains_and_tests_against_both_baselines(make_cfg, tmp_path: Path):
+    from neurocorr.data.synthetic.aerial_pairs import make_view_pairs
+
+    root = make_view_pairs(tmp_path / "pairs", n_train=1, n_val=1, n_heldout=1, views=1, templates=2, world_size=160, view=96)
+    cfg = make_cfg("experiment=qatm_match_cpu", "debug=fast_dev_run", "logger=none", "backbone.width=0.125", f"data.root={root}/heldout_pairs.csv",
+                   f"data.train_csv=[{root}/train_pairs.csv]", f"data.val_csv={root}/val_pairs.csv", "~data.extra_test",
+                   "data.bundled_images=[camera]", "data.crops_per_image=2", "model.match.scales=[0.71,1.0,1.41]")
+    train(cfg)
+    out = Path(cfg.paths.output_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for method in ("", "ncc/", "untrained/"):
+        assert 0 <= metrics[f"test/{method}success_auc"] <= 1 and 0 <= metrics[f"test/{method}mean_iou"] <= 1
+    assert "train/alpha" in metrics
+    table = (out / "localisation_table.md").read_text()
+    assert "| model |" in table and "| untrained |" in table and "| ncc |" in table
+    assert (out / "figures" / "localisation_test_pairs.png").is_file()
+
+
+def test_retrieval_ranked_by_qatm_beside_embeddings(make_cfg, tmp_path: Path):
+    cfg = make_cfg("model=qatm", "backbone.width=0.125", "model.evaluation.qatm_retrieval=true", *tiny_qatm_data(tmp_path))
+    model = build_model(cfg.model)
+    from neurocorr.data.qatm import University1652DataModule
+
+    dm = University1652DataModule(root=str(tmp_path / "u1652"), image_size=32, batch_size=8)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=str(tmp_path / "run"))
+    out = trainer.test(model, datamodule=dm, verbose=False)[0]
+    for ranking in ("", "qatm/"):
+        for k in ("recall_at_1", "recall_at_5", "recall_at_10", "ap"):
+            assert 0 <= out[f"test/{ranking}{k}"] <= 1, (ranking, k)
+    assert out["test/recall_at_10"] >= out["test/recall_at_1"]
+    for name in ("embedding", "qatm"):
+        assert (tmp_path / "run" / "figures" / f"retrieval_top5_{name}.png").is_file()

@@ -46,12 +46,21 @@ def extract_boxes(
     peaks = find_peaks(norm[None], top_k=k, threshold=local_ratio, window=3, subpixel=True)
     xy, valid = peaks.xy[0], peaks.valid[0] & keep_t.view(n, 1)  # (N, K, 2), (N, K)
     s = float(result.stride)
-    sizes = result.sizes.to(fs.dtype)  # cells (h, w)
-    pix = result.pixels.to(fs.dtype)  # pixels (h, w)
-    half = torch.div(result.sizes, 2, rounding_mode="floor").to(fs.dtype)
-    x0 = (xy[..., 0] - half[:, 1:2]) * s + (sizes[:, 1:2] * s - pix[:, 1:2]) / 2
-    y0 = (xy[..., 1] - half[:, 0:1]) * s + (sizes[:, 0:1] * s - pix[:, 0:1]) / 2
-    wh = pix.flip(-1).unsqueeze(1).expand(n, xy.shape[1], 2)
+    k = xy.shape[1]
+    if result.cell_sizes is None:  # one size per template: (N, K, 2) cells and pixels (h, w)
+        cells = result.sizes.view(n, 1, 2).expand(n, k, 2)
+        pix = result.pixels.to(fs.dtype).view(n, 1, 2).expand(n, k, 2)
+    else:  # multi-scale: the size of the variant that won the peak's cell
+        w_map = fs.shape[-1]
+        at = xy.round().long()
+        flat = (at[..., 1].clamp(0, fs.shape[-2] - 1) * w_map + at[..., 0].clamp(0, w_map - 1)).unsqueeze(-1).expand(n, k, 2)
+        cells = result.cell_sizes.flatten(1, 2).gather(1, flat)
+        pix = result.cell_pixels.flatten(1, 2).gather(1, flat).to(fs.dtype)
+    half = torch.div(cells, 2, rounding_mode="floor").to(fs.dtype)
+    cells = cells.to(fs.dtype)
+    x0 = (xy[..., 0] - half[..., 1]) * s + (cells[..., 1] * s - pix[..., 1]) / 2
+    y0 = (xy[..., 1] - half[..., 0]) * s + (cells[..., 0] * s - pix[..., 0]) / 2
+    wh = pix.flip(-1)
     boxes = torch.cat([torch.stack([x0, y0], -1), wh], -1)[valid]
     template = torch.arange(n, device=fs.device).view(n, 1).expand_as(valid)[valid]
     score = (peaks.score[0] * best.view(n, 1))[valid]  # raw score at the integer peak

@@ -1,8 +1,13 @@
-"""QATMModule: cross-view fine-tuning of the VGG backbone (retrieval head + triplet / Smooth-AP
-loss) and evaluation by retrieval (University-1652) or template localisation (template pairs)."""
+"""QATMModule: fine-tunes the VGG backbone (and alpha) either through the QATM score map (objective
+``matching``: template pairs, cross-entropy to a Gaussian at the true centre) or through a pooled
+retrieval head (objective ``retrieval``: cross-view pairs, triplet / Smooth-AP). Evaluates by
+template localisation (model vs pixel NCC vs the untrained network, multi-scale) and by cross-view
+retrieval (pooled embeddings and, optionally, QATM scores), with figures."""
 
 from __future__ import annotations
 
+import copy
+import logging
 from typing import Any, Optional
 
 import kornia.augmentation as K
@@ -10,110 +15,275 @@ import torch
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
+from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
-from neurocorr.models.qatm.boxes import extract_boxes
-from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation
+from neurocorr.models.qatm.evaluation import (
+    centre_cells, localisation_table, localise_ncc, localise_qatm, metric_prefix, qatm_similarity, write_text,
+)
+from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation, retrieval_metrics
+from neurocorr.models.qatm.pairs import photometric, warped_pairs
 from neurocorr.models.qatm.torch_model import QATMNet
+
+OBJECTIVES = ("matching", "retrieval")
+TRAIN_KEYS = {"matching": ("template", "scene", "box"), "retrieval": ("drone", "satellite", "label")}
+EVAL_KEYS = (("template", "scene", "box"), ("image", "label", "role", "index"))
+PAIRS_DEFAULTS: dict[str, Any] = {"template_size": 48, "context": 16, "stride": 4, "scale": [0.7, 1.4],
+                                  "rotation": 20.0, "perspective": 0.15, "photometric": 1.0}
+EVAL_DEFAULTS: dict[str, Any] = {"baselines": ["untrained", "ncc"], "figure_pairs": 6, "qatm_retrieval": False,
+                                 "retrieval_crop": 0.5, "retrieval_stride": 4, "figure_queries": 6}
+LOC_METRICS = ("success_auc", "mean_iou", "success_at_0.5")
+logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # its INFO lines flood every evaluation
+RET_METRICS = ("recall_at_1", "recall_at_5", "recall_at_10", "recall_at_top1pct", "ap")
 
 
 class QATMModule(NeurocorrModule):
-    """Args:
+    """Args (keyword only):
         net: the :class:`QATMNet`.
-        loss: a retrieval loss ``(query, query_labels, gallery, gallery_labels) -> scalar``.
-        augment: batched kornia augmentation of training images (rotation, colour).
-        match: box extraction settings (``global_ratio``, ``local_ratio``, ``nms_iou``, ``top_k``).
-        optimizer, scheduler, monitor, monitor_mode, **base (compile...): see :class:`NeurocorrModule`.
+        loss: ``matching``: a score-map loss ``(log_scores (B, H, W), centres (B, 2) cells)``; ``retrieval``:
+            ``(query, query_labels, gallery, gallery_labels) -> scalar``.
+        objective: ``matching`` or ``retrieval`` (what training batches hold; see ``TRAIN_KEYS``).
+        augment: augment training images on the device (retrieval: rotation + colour; matching:
+            photometric change of templates and scenes).
+        match: matching and box settings: ``scales``, ``angles``, ``stride``, ``size_normalise``
+            (multi-scale variants) and ``global_ratio``, ``local_ratio``, ``nms_iou``, ``top_k`` (boxes).
+        pairs: training pairs (matching): ``template_size`` and ``context`` pixels, ``stride``, and the
+            self-supervised warp (``scale`` range, ``rotation`` degrees, ``perspective``, ``photometric``).
+        evaluation: ``baselines`` (``untrained``, ``ncc``), ``figure_pairs``, ``qatm_retrieval`` (also rank
+            by QATM scores), ``retrieval_crop``, ``retrieval_stride``, ``figure_queries``.
+        alpha_lr: learning rate of a learnable alpha (its own parameter group; None: the optimiser's).
+        **base: optimizer, scheduler, monitor, ... (see :class:`NeurocorrModule`).
     """
 
     def __init__(
-        self, net: QATMNet, loss: nn.Module, optimizer: Any, scheduler: Any = None, augment: bool = True,
-        match: Optional[dict[str, float]] = None, monitor: str = "val/recall_at_1", monitor_mode: str = "max",
-        scheduler_interval: str = "epoch", **base: Any,
+        self, *, net: QATMNet, loss: Optional[nn.Module] = None, objective: str = "retrieval", augment: bool = True,
+        match: Optional[dict[str, Any]] = None, pairs: Optional[dict[str, Any]] = None,
+        evaluation: Optional[dict[str, Any]] = None, alpha_lr: Optional[float] = None, **base: Any,
     ) -> None:
-        super().__init__(optimizer, scheduler, scheduler_interval, monitor, monitor_mode, **base)
-        self.net, self.loss = net, loss
+        base.setdefault("monitor", "val/recall_at_1" if objective == "retrieval" else "val/success_auc")
+        base.setdefault("monitor_mode", "max")
+        super().__init__(**base)
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"model.objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.objective = objective
+        self.required_batch_keys = TRAIN_KEYS[objective]
+        self.net, self.loss_fn = net, loss
+        self.alpha_lr = alpha_lr
         self.match_args = dict(match or {})
-        self.augment = nn.Sequential(K.RandomRotation(180.0, p=0.8), K.ColorJitter(0.3, 0.3, 0.3, 0.0, p=0.8)) if augment else None
+        self.pairs = {**PAIRS_DEFAULTS, **(pairs or {})}
+        self.evaluation = {**EVAL_DEFAULTS, **(evaluation or {})}
+        unknown = set(self.evaluation["baselines"]) - {"untrained", "ncc"}
+        if unknown:
+            raise ConfigError(f"model.evaluation.baselines: unknown {sorted(unknown)} (choose from untrained, ncc)")
+        self.augment = nn.Sequential(K.RandomRotation(180.0, p=0.8), K.ColorJitter(0.3, 0.3, 0.3, 0.0, p=0.8)) if augment and objective == "retrieval" else None
+        self.photometric = float(self.pairs["photometric"]) if augment else 0.0
+        # the network as it starts (before fine-tuning): the "untrained" baseline, frozen, kept in checkpoints
+        self.untrained_net: Optional[QATMNet] = None
+        if "untrained" in self.evaluation["baselines"]:
+            self.untrained_net = copy.deepcopy(net).requires_grad_(False)
         self.retrieval = nn.ModuleDict({"val": CrossViewRetrieval(), "test": CrossViewRetrieval()})
-        self.localisation = nn.ModuleDict({"val": Localisation(), "test": Localisation()})
+        self.localisation = nn.ModuleDict()  # "<stage>|<set>|<method>" -> Localisation, added as sets appear
         self.coco_map = nn.ModuleDict({s: MeanAveragePrecision(box_format="xywh", iou_type="bbox", backend="faster_coco_eval") for s in ("val", "test")})
-        self._figure_pair: Optional[dict[str, Any]] = None
+        self._figure_rows: dict[str, list[dict[str, Any]]] = {}
+        self._retrieval_images: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._seen_retrieval = False
+
+    def configure_optimizers(self) -> Any:
+        alpha = self.net.qatm.alpha
+        if self.alpha_lr is None or not isinstance(alpha, nn.Parameter):
+            return super().configure_optimizers()
+        others = [p for p in self.parameters() if p.requires_grad and p is not alpha]
+        groups = [{"params": others}, {"params": [alpha], "lr": float(self.alpha_lr), "weight_decay": 0.0}]
+        optimizer = self.optimizer_factory(params=groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
+                                                         "interval": self.scheduler_interval, "monitor": self.monitor}}
 
     def compile_targets(self) -> list[nn.Module]:
-        # QATMNet has no forward: training calls net.embed (backbone + head), matching calls the
-        # backbone on scene tiles, so those are what model.compile compiles
+        # QATMNet has no forward: training calls net.embed / net.encode (backbone, head), so those
         return [self.net.backbone, self.net.head]
+
+    def missing_batch_keys(self, keys: Any) -> list[str]:
+        present = set(keys)
+        if any(set(layout) <= present for layout in EVAL_KEYS):  # an evaluation batch of either kind
+            return []
+        return super().missing_batch_keys(present)
+
+    def validation_metrics(self) -> list[str]:
+        loc = [f"val/{m}" for m in LOC_METRICS] + ["val/map", "val/map_50"]  # baselines: test only
+        ret = [f"val/{m}" for m in RET_METRICS] + ([f"val/qatm/{m}" for m in RET_METRICS] if self.evaluation["qatm_retrieval"] else [])
+        return loc + ret
 
     # ------------------------------------------------------------------ data on the device
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not isinstance(batch, dict):
             return batch
         out = dict(batch)
+        if self.is_fitting and self.objective == "matching":
+            return self._training_pairs(out)
         for key in ("drone", "satellite", "image"):
             if key in out:
                 img = out[key].float() / 255.0
-                if self.training and self.augment is not None and key != "image":
-                    img = self.augment(img)
+                if self.is_fitting and self.augment is not None and key != "image":
+                    with self.step_rng():
+                        img = self.augment(img)
                 out[key] = img
         return out
 
+    def _training_pairs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """uint8 pairs -> float; rows flagged ``warp`` become self-supervised pairs of their scene image."""
+        template, scene, box = batch["template"].float() / 255.0, batch["scene"].float() / 255.0, batch["box"].float()
+        p = self.pairs
+        with self.step_rng():
+            warp = batch.get("warp")
+            if warp is not None and bool(warp.any()):
+                made = warped_pairs(scene[warp], int(p["template_size"]), int(p["context"]), scene.shape[-1],
+                                    p["scale"], float(p["rotation"]), float(p["perspective"]))
+                template, scene, box = template.clone(), scene.clone(), box.clone()
+                template[warp], scene[warp], box[warp] = made.template, made.scene, made.box
+            template, scene = photometric(template, self.photometric), photometric(scene, self.photometric)
+        return {**batch, "template": template, "scene": scene, "box": box}
+
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        drone, sat = self.net.embed(batch["drone"]), self.net.embed(batch["satellite"])
-        y = batch["label"]
-        loss = 0.5 * (self.loss(drone, y, sat, y) + self.loss(sat, y, drone, y))
-        # epoch means only: a per-step value in the progress bar is read back (.item()) every step,
-        # a host sync on a GPU
-        self.log_train_mean("train/loss", loss, y.shape[0], prog_bar=True)
+        if self.loss_fn is None:
+            raise ConfigError("model.loss is null: training needs a loss (e.g. loss=qatm_score_ce)")
+        missing = [k for k in self.required_batch_keys if k not in batch]
+        if missing:
+            raise ConfigError(f"model.objective={self.objective} trains on batches with {', '.join(self.required_batch_keys)}; "
+                              f"the training batches lack {', '.join(missing)}: choose a data= that fits (template_pairs or university1652)")
+        if self.objective == "matching":
+            stride, context = int(self.pairs["stride"]), int(self.pairs["context"])
+            log_scores = self.net.pair_log_scores(batch["template"], batch["scene"], context, stride)
+            t = batch["template"].shape[-1] - 2 * context
+            cells = (max(1, round(t / stride)),) * 2
+            loss = self.loss_fn(log_scores, centre_cells(batch["box"], cells, stride))
+            n = batch["box"].shape[0]
+        else:
+            drone, sat = self.net.embed(batch["drone"]), self.net.embed(batch["satellite"])
+            y = batch["label"]
+            loss = 0.5 * (self.loss_fn(drone, y, sat, y) + self.loss_fn(sat, y, drone, y))
+            n = y.shape[0]
+        self.log_train_mean("train/loss", loss, n, prog_bar=True)
+        if isinstance(self.net.qatm.alpha, nn.Parameter):
+            self.log_train_mean("train/alpha", self.net.qatm.alpha, n)
         return loss
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: Any, stage: str) -> None:
-        if isinstance(batch, dict):
+        if "image" in batch:
             emb = self.net.embed(batch["image"])
             self.retrieval[stage].update(emb, batch["label"], batch["role"], batch["index"])
             self._seen_retrieval = True
+            if self.evaluation["qatm_retrieval"] or stage == "test":
+                self._retrieval_images.append((batch["image"].cpu(), batch["label"].cpu(), batch["role"].cpu(), batch["index"].cpu()))
         else:
             self._localise(batch, stage)
 
-    def _localise(self, items: list[dict[str, Any]], stage: str) -> None:
-        preds, targets, tops, gts, has = [], [], [], [], []
-        for item in items:
-            scene = item["scene"].to(self.device)[None].float() / 255.0
-            template = item["template"].to(self.device).float() / 255.0
-            tbox = item["template_box"]
-            if torch.isnan(tbox).any():
-                result = self.net.match(scene, [template])
-            else:
-                result = self.net.match(scene, [], sources=[(template[None], tbox[None].to(self.device))])
-            boxes = extract_boxes(result, **self.match_args)
-            preds.append({"boxes": boxes.xywh, "scores": boxes.score, "labels": torch.zeros_like(boxes.template)})
-            gt = item["box"].to(self.device).float()
-            targets.append({"boxes": gt[None], "labels": torch.zeros(1, dtype=torch.long, device=self.device)})
-            best = boxes.score.argmax() if boxes.score.numel() else None
-            tops.append(boxes.xywh[best] if best is not None else torch.zeros(4, device=self.device))
-            has.append(best is not None)
-            gts.append(gt)
-            if self._figure_pair is None and stage == "test":
-                self._figure_pair = {"scene": item["scene"], "score": result.score[0].cpu(), "boxes": boxes.xywh.cpu(), "gt": gt.cpu()}
-        self.localisation[stage].update(torch.stack(tops), torch.stack(gts), torch.tensor(has, device=self.device))
-        self.coco_map[stage].update(preds, targets)
-        self._seen_localisation = True
+    def _metric(self, stage: str, set_name: str, method: str) -> Localisation:
+        key = f"{stage}|{set_name}|{method}"
+        if key not in self.localisation:
+            self.localisation[key] = Localisation().to(self.device)
+        return self.localisation[key]  # type: ignore[return-value]
+
+    def _localise(self, batch: dict[str, Any], stage: str) -> None:
+        sets = batch.get("set") or [""] * len(batch["scene"])
+        for i in range(len(batch["scene"])):
+            item = {"template": batch["template"][i], "scene": batch["scene"][i], "template_box": batch["template_box"][i]}
+            gt = batch["box"][i].float().cpu()
+            found = {"model": localise_qatm(self.net, item, self.match_args)}
+            if self.untrained_net is not None and stage == "test":  # baselines do not change: test only
+                found["untrained"] = localise_qatm(self.untrained_net, item, self.match_args)
+            if "ncc" in self.evaluation["baselines"] and stage == "test":
+                found["ncc"] = localise_ncc(item)
+            ious = {}
+            for method, loc in found.items():
+                metric = self._metric(stage, sets[i], method)
+                metric.update(loc.box[None].to(self.device), gt[None].to(self.device), torch.tensor([loc.found], device=self.device))
+                ious[method] = float(metric.iou[-1][0])
+            model = found["model"]
+            self.coco_map[stage].update(
+                [{"boxes": model.box[None].to(self.device), "scores": torch.tensor([model.score], device=self.device), "labels": torch.zeros(1, dtype=torch.long, device=self.device)}],
+                [{"boxes": gt[None].to(self.device), "labels": torch.zeros(1, dtype=torch.long, device=self.device)}])
+            rows = self._figure_rows.setdefault(f"{stage}|{sets[i]}", [])
+            if len(rows) < int(self.evaluation["figure_pairs"]):
+                rows.append({"template": _template_crop(item), "scene": item["scene"].cpu(), "gt": gt, "heatmap": model.heatmap,
+                             "boxes": {m: loc.box for m, loc in found.items()}, "ious": ious})
 
     def _eval_epoch_end(self, stage: str) -> None:
-        if getattr(self, "_seen_retrieval", False):
+        if self._seen_retrieval:
             for k, v in self.retrieval[stage].compute().items():
                 self.log(f"{stage}/{k}", v)
             self.retrieval[stage].reset()
-        if getattr(self, "_seen_localisation", False):
-            for k, v in self.localisation[stage].compute().items():
-                self.log(f"{stage}/{k}", v)
+            self._qatm_retrieval(stage)
+        self._seen_retrieval = False
+        self._retrieval_images = []
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        counts: dict[str, int] = {}
+        for key in [k for k in self.localisation if k.startswith(f"{stage}|")]:
+            _, set_name, method = key.split("|")
+            metric = self.localisation[key]
+            counts[set_name] = sum(len(x) for x in metric.iou)
+            values = metric.compute()
+            results.setdefault(set_name, {})[method] = {k: float(v) for k, v in values.items()}
+            for k, v in values.items():
+                self.log(metric_prefix(stage, set_name, method) + k, v)
+            metric.reset()
+        if results:
             m = self.coco_map[stage].compute()
             self.log(f"{stage}/map", m["map"])
             self.log(f"{stage}/map_50", m["map_50"])
-            self.localisation[stage].reset()
             self.coco_map[stage].reset()
-        self._seen_retrieval = self._seen_localisation = False
+            if stage == "test" and self.trainer.is_global_zero:
+                path = write_text(localisation_table(results, counts), self.run_dir / "localisation_table.md")
+                self.log_file(path)
+                print(localisation_table(results, counts), flush=True)
+        self._figures(stage)
+
+    def _figures(self, stage: str) -> None:
+        """The localisation figure of every pair set (validation: overwritten each epoch)."""
+        from neurocorr.models.qatm.viz import localisation_grid
+
+        for key in [k for k in self._figure_rows if k.startswith(f"{stage}|")]:
+            rows = self._figure_rows.pop(key)
+            set_name = key.split("|")[1] or "pairs"
+            if rows and self.trainer.is_global_zero:
+                self.log_figure(localisation_grid(rows, f"{stage} {set_name}"), f"localisation_{stage}_{set_name}")
+
+    def _qatm_retrieval(self, stage: str) -> None:
+        """QATM-score ranking (optional) and the top-5 figure of both rankings (test)."""
+        if not self._retrieval_images:
+            return
+        images, labels, roles, index = (torch.cat(x) for x in zip(*self._retrieval_images))
+        qm, gm = roles == 0, roles == 1
+        if not qm.any() or not gm.any():
+            return
+        exclude = index[qm].view(-1, 1) == index[gm].view(1, -1)
+        rankings = {}
+        if self.evaluation["qatm_retrieval"]:
+            with torch.no_grad():
+                sim = qatm_similarity(self.net, images[qm].to(self.device), images[gm].to(self.device),
+                                      float(self.evaluation["retrieval_crop"]), int(self.evaluation["retrieval_stride"])).cpu()
+            for k, v in retrieval_metrics(sim, labels[qm], labels[gm], exclude).items():
+                self.log(f"{stage}/qatm/{k}", v)
+            rankings["qatm"] = sim
+        if stage == "test":
+            with torch.no_grad():
+                emb = torch.cat([self.net.embed(images[i : i + 64].to(self.device)).cpu() for i in range(0, len(images), 64)])
+            rankings["embedding"] = emb[qm] @ emb[gm].t()
+            self._retrieval_figures(rankings, images[qm], images[gm], labels[qm], labels[gm], exclude)
+
+    def _retrieval_figures(self, rankings: dict[str, torch.Tensor], queries: torch.Tensor, gallery: torch.Tensor,
+                           q_labels: torch.Tensor, g_labels: torch.Tensor, exclude: torch.Tensor) -> None:
+        from neurocorr.models.qatm.viz import retrieval_figure
+
+        n = min(int(self.evaluation["figure_queries"]), len(queries))
+        pick = torch.linspace(0, len(queries) - 1, n).round().long()
+        k = min(5, gallery.shape[0])
+        for name, sim in rankings.items():
+            top = sim[pick].masked_fill(exclude[pick], float("-inf")).topk(k, dim=1).indices
+            correct = g_labels[top] == q_labels[pick].view(-1, 1)
+            self.log_figure(retrieval_figure(queries[pick], gallery, top, correct, f"top-{k} by {name} (green: true match)"), f"retrieval_top5_{name}")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -126,9 +296,12 @@ class QATMModule(NeurocorrModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
-        if self._figure_pair is not None:
-            from neurocorr.models.qatm.viz import localisation_figure
 
-            p = self._figure_pair
-            self.log_figure(localisation_figure(p["scene"], p["score"], p["boxes"], p["gt"]), "localisation")
-            self._figure_pair = None
+
+def _template_crop(item: dict[str, Any]) -> torch.Tensor:
+    box = item["template_box"]
+    image = item["template"].cpu()
+    if bool(torch.isnan(box).any()):
+        return image
+    x, y, w, h = (int(round(float(v))) for v in box)
+    return image[:, y : y + h, x : x + w]

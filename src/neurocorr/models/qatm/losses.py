@@ -1,6 +1,7 @@
-"""Cross-view retrieval losses on L2-normalised embeddings.
+"""Losses of the qatm family: the matching loss on QATM score maps, and cross-view retrieval losses
+on L2-normalised embeddings.
 
-Both take ``query (B, D)``, ``query_labels (B,)``, ``gallery (M, D)``, ``gallery_labels (M,)`` and
+The retrieval losses take ``query (B, D)``, ``query_labels (B,)``, ``gallery (M, D)``, ``gallery_labels (M,)`` and
 return a scalar; queries without a positive or without a negative in the gallery are ignored.
 """
 
@@ -55,3 +56,36 @@ class SmoothAP(nn.Module):
         ap = (r_pos / r_all * pos).sum(1) / n_pos.clamp_min(1)
         ok = n_pos > 0
         return 1 - (ap * ok).sum() / ok.sum().clamp_min(1)
+
+
+class ScoreMapCrossEntropy(nn.Module):
+    """Cross-entropy between the softmax over positions of log QATM score maps and a Gaussian target
+    at the true template centre: the matching loss, which trains the backbone and alpha through QATM.
+
+    Args:
+        sigma: target width in feature cells.
+        temperature: multiplies the log scores before the softmax.
+    """
+
+    def __init__(self, sigma: float = 1.0, temperature: float = 1.0) -> None:
+        super().__init__()
+        if sigma <= 0 or temperature <= 0:
+            raise ValueError(f"ScoreMapCrossEntropy needs sigma > 0 and temperature > 0, got {sigma}, {temperature}")
+        self.sigma, self.temperature = float(sigma), float(temperature)
+
+    def forward(self, log_scores: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """``log_scores (B, H, W)`` (``-inf`` where the template does not fit), ``centres (B, 2)``
+        true (x, y) in cells -> scalar mean over the maps whose target is not empty."""
+        b, h, w = log_scores.shape
+        valid = torch.isfinite(log_scores)
+        logits = torch.where(valid, log_scores * self.temperature, torch.full_like(log_scores, float("-inf")))
+        log_p = torch.log_softmax(logits.flatten(1), dim=1).view(b, h, w)
+        ys = torch.arange(h, device=log_scores.device, dtype=log_scores.dtype).view(1, h, 1)
+        xs = torch.arange(w, device=log_scores.device, dtype=log_scores.dtype).view(1, 1, w)
+        d2 = (xs - centres[:, 0].view(b, 1, 1)) ** 2 + (ys - centres[:, 1].view(b, 1, 1)) ** 2
+        target = torch.exp(-0.5 * d2 / self.sigma**2) * valid
+        mass = target.sum(dim=(1, 2))
+        ok = mass > 1e-6
+        target = target / mass.clamp_min(1e-6).view(b, 1, 1)
+        per_map = -(target * torch.where(valid, log_p, torch.zeros_like(log_p))).sum(dim=(1, 2))
+        return (per_map * ok).sum() / ok.sum().clamp_min(1)

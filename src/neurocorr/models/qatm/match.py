@@ -1,7 +1,5 @@
-"""Match a folder of templates in a scene: ``result.png``, ``heatmap.png``, ``boxes.csv``.
-
-``python match.py scene=<image> templates=<folder> [ckpt_path=<qatm checkpoint>]``
-"""
+"""Match a folder of templates in a scene: ``result.png``, ``heatmap.png``, ``boxes.csv`` (the pure
+matching code; the ``match.py`` task around it is :mod:`neurocorr.tasks.match`)."""
 
 from __future__ import annotations
 
@@ -10,15 +8,15 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from neurocorr.data.formats.image import list_images, read_image
-from neurocorr.errors import ConfigError, DataError
+from neurocorr.errors import DataError
 from neurocorr.models.qatm.boxes import Boxes, extract_boxes
-from neurocorr.models.qatm.lightning_model import QATMModule
+from neurocorr.models.qatm.evaluation import split_match_args
+from neurocorr.models.qatm.multiscale import match_multiscale
 from neurocorr.models.qatm.torch_model import QATMNet
 from neurocorr.models.qatm.viz import boxes_figure, heatmap_figure
-from neurocorr.viz.artifacts import log_artifact, save_figure
+from neurocorr.viz.artifacts import save_figure
 
 
 def load_templates(folder: str | Path) -> tuple[list[str], list[torch.Tensor]]:
@@ -52,7 +50,8 @@ def match_folder(
     net: QATMNet, scene_path: str | Path, templates_dir: str | Path, out_dir: str | Path,
     match_args: Optional[dict] = None, device: str = "cpu",
 ) -> dict[str, Path]:
-    """Match every template of ``templates_dir`` in the scene in one batched pass and write
+    """Match every template of ``templates_dir`` in the scene in one batched pass (every template at
+    the scales and angles of ``match_args``; see :func:`split_match_args`) and write
     ``result.png`` (boxes and scores), ``heatmap.png`` (max score over templates), ``boxes.csv``."""
     scene = read_image(scene_path, "RGB")
     names, templates = load_templates(templates_dir)
@@ -61,8 +60,9 @@ def match_folder(
         if t.shape[-2] > h or t.shape[-1] > w:
             raise DataError(f"template {Path(templates_dir) / name} ({t.shape[-1]}x{t.shape[-2]}) is larger than the scene {scene_path} ({w}x{h})")
     net = net.to(device).eval()
-    result = net.match(scene[None].to(device).float() / 255.0, [t.to(device).float() / 255.0 for t in templates])
-    boxes = extract_boxes(result, **(match_args or {}))
+    variants, box_args = split_match_args(dict(match_args or {}))
+    result = match_multiscale(net, scene[None].to(device).float() / 255.0, [(t.to(device).float() / 255.0, None) for t in templates], **variants)
+    boxes = extract_boxes(result, **box_args)
     boxes = Boxes(*(x.cpu() for x in boxes))
     out_dir = Path(out_dir)
     labels = [names[int(i)] for i in boxes.template]
@@ -71,47 +71,3 @@ def match_folder(
         "heatmap": save_figure(heatmap_figure(result.score.cpu(), scene), out_dir / "heatmap.png"),
         "boxes": write_boxes_csv(out_dir / "boxes.csv", names, boxes),
     }
-
-
-def build_net(cfg: DictConfig) -> tuple[QATMNet, dict]:
-    """The QATMNet and box settings: from ``cfg.ckpt_path`` (its stored config and weights) or ``cfg.model``."""
-    from neurocorr.run import CONFIG_KEY, build_model, load_checkpoint, resolve_ckpt_path
-
-    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), QATMModule.__module__ + ".QATMModule")
-    if ckpt is None:
-        model = build_model(cfg.model)
-    else:
-        state = load_checkpoint(ckpt)
-        stored = state.get(CONFIG_KEY)
-        model = build_model(OmegaConf.create(stored) if stored else cfg.model)
-        model.load_state_dict(state["state_dict"])
-    if not isinstance(model, QATMModule):
-        raise ConfigError(f"match needs a qatm model, got {type(model).__name__}")
-    args = dict(model.match_args)
-    override = cfg.get("match")
-    if override:
-        args.update(OmegaConf.to_container(override, resolve=True))
-    return model.net, args
-
-
-def run_match(cfg: DictConfig) -> None:
-    """The ``match.py`` task: match, write the three files, log them to MLflow."""
-    from neurocorr.run import announce, instantiate_group
-
-    if not cfg.get("scene") or not cfg.get("templates"):
-        raise ConfigError("match needs scene=<image> and templates=<folder>")
-    out_dir = Path(cfg.paths.output_dir)
-    net, args = build_net(cfg)
-    loggers = instantiate_group(cfg.get("logger"))
-    announce(out_dir, loggers)
-    paths = match_folder(net, cfg.scene, cfg.templates, out_dir, args, cfg.get("device", "cpu"))
-    for lg in loggers:
-        if hasattr(lg, "log_hyperparams"):
-            lg.log_hyperparams({"scene": str(cfg.scene), "templates": str(cfg.templates), "ckpt_path": str(cfg.get("ckpt_path"))})
-        log_artifact([lg], paths["result"])
-        log_artifact([lg], paths["heatmap"])
-        log_artifact([lg], paths["boxes"])
-        if hasattr(lg, "finalize"):
-            lg.finalize("success")
-    for key, path in paths.items():
-        print(f"[neurocorr] {key}: {path}", flush=True)

@@ -167,6 +167,40 @@ def qatm_score(
     return window_mean(log_l, sizes).exp()
 
 
+def qatm_pair_log_scores(
+    scenes: torch.Tensor, templates: torch.Tensor, alpha: torch.Tensor | float = 25.0, eps: float = 1e-5,
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Differentiable log QATM score of template ``b`` in scene ``b``, for a batch of equal-sized pairs.
+
+    The same quantity as ``qatm_score(...).log()`` (scene statistics standardise both sides), batched
+    over pairs for training: no padding, no chunking (training maps are small).
+
+    Args:
+        scenes: ``(B, C, H, W)`` scene feature maps.
+        templates: ``(B, C, h, w)`` template feature maps (h <= H, w <= W).
+        alpha: softmax temperature (may require grad).
+        weights: optional ``(C,)`` channel weights (see :func:`normalise_features`).
+    Returns: ``(B, H, W)`` window-mean log-likelihood; ``-inf`` where the window leaves the scene.
+    """
+    if scenes.dim() != 4 or templates.shape[:2] != scenes.shape[:2]:
+        raise ValueError(f"expected scenes (B, C, H, W) and templates (B, C, h, w), got {tuple(scenes.shape)}, {tuple(templates.shape)}")
+    b, _, h, w = scenes.shape
+    th, tw = templates.shape[-2:]
+    s = scenes.flatten(2).transpose(1, 2)  # (B, P, C)
+    t = templates.flatten(2).transpose(1, 2)  # (B, Q, C)
+    mean = s.mean(1, keepdim=True)
+    std = s.std(1, unbiased=False, keepdim=True) + eps
+    if weights is not None:
+        std = std / weights
+    s = F.normalize((s - mean) / std, dim=-1, eps=eps)
+    t = F.normalize((t - mean) / std, dim=-1, eps=eps)
+    z = alpha * torch.bmm(t, s.transpose(1, 2))  # (B, Q, P)
+    log_l = (0.5 * (z.log_softmax(2) + z.log_softmax(1))).amax(1)  # (B, P)
+    sizes = torch.tensor([[th, tw]], device=scenes.device).expand(b, 2)
+    return window_mean(log_l.view(b, h, w), sizes)
+
+
 class QATM(nn.Module):
     """Module form of :func:`qatm_score` with ``alpha`` (default 25) optionally learnable."""
 

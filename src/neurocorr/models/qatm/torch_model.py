@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from neurocorr.errors import ConfigError
-from neurocorr.models.qatm.qatm import QATM
+from neurocorr.models.qatm.qatm import QATM, qatm_pair_log_scores
 from neurocorr.models.qatm.retrieval import RetrievalHead
 from neurocorr.models.qatm.tiling import alignment, encode_fused, encode_tiled
 
@@ -33,13 +33,16 @@ class TemplateFeatures(NamedTuple):
 class MatchResult(NamedTuple):
     """``score (N, H, W)`` at scene resolution, ``feature_score (N, Hf, Wf)`` on the feature grid
     (cell (i, j) = window centred there), ``stride`` pixels per cell, and the templates' ``sizes``
-    (feature cells) and ``pixels`` (h, w)."""
+    (feature cells) and ``pixels`` (h, w). Multi-scale matching gives per-cell sizes instead:
+    ``cell_sizes`` and ``cell_pixels`` ``(N, Hf, Wf, 2)`` of the variant that won each cell."""
 
     score: torch.Tensor
     feature_score: torch.Tensor
     stride: int
     sizes: torch.Tensor
     pixels: torch.Tensor
+    cell_sizes: Optional[torch.Tensor] = None
+    cell_pixels: Optional[torch.Tensor] = None
 
 
 class QATMNet(nn.Module):
@@ -90,6 +93,26 @@ class QATMNet(nn.Module):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(B, D)`` unit embeddings."""
         return self.head(self.backbone(images))
+
+    # ------------------------------------------------------------------ training the matcher
+    def encode(self, images: torch.Tensor, stride: int) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> fused features ``(B, C, ceil(H/s), ceil(W/s))`` in one pass (no tiling)."""
+        return encode_fused(self.backbone, images, stride, self._align(stride))
+
+    def pair_log_scores(self, templates: torch.Tensor, scenes: torch.Tensor, context: int, stride: int) -> torch.Tensor:
+        """Differentiable log QATM maps of template ``b`` in scene ``b``.
+
+        Args:
+            templates: ``(B, 3, h + 2 context, w + 2 context)``: each template with ``context`` pixels
+                of its surroundings (or reflect padding) on every side; ``context`` a multiple of ``stride``.
+            scenes: ``(B, 3, H, W)``.
+        Returns: ``(B, ceil(H/s), ceil(W/s))`` log scores (cell (i, j) = template window centred there).
+        """
+        c = context // stride
+        t = self.encode(templates, stride)
+        if c:
+            t = t[..., c:-c, c:-c]
+        return qatm_pair_log_scores(self.encode(scenes, stride), t, self.qatm.alpha, self.qatm.eps, self.tap_weights)
 
     # ------------------------------------------------------------------ matching
     def choose_stride(self, template_pixels: torch.Tensor) -> int:

@@ -66,3 +66,53 @@ def localisation_figure(scene: torch.Tensor, score: torch.Tensor, xywh: torch.Te
     for ax in (a, b):
         ax.set_axis_off()
     return fig
+
+
+METHOD_COLOURS = {"model": "red", "untrained": "orange", "ncc": "cyan"}
+
+
+def localisation_grid(rows: Sequence[dict], title: str = "") -> plt.Figure:
+    """One row per pair: the template, the scene with every method's box and the true box (green,
+    dashed), the model's QATM heatmap. ``rows``: dicts with ``template`` ``(3, h, w)``, ``scene``,
+    ``gt`` ``(4,)`` xywh, ``boxes`` {method: (4,) xywh}, ``heatmap`` ``(H, W)``, ``ious`` {method: float}."""
+    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.2 * len(rows)), squeeze=False)
+    for (a, b, c), row in zip(axes, rows):
+        a.imshow(_rgb(row["template"]))
+        a.set_title("template")
+        b.imshow(_rgb(row["scene"]))
+        g = row["gt"].tolist()
+        b.add_patch(Rectangle((g[0] - 0.5, g[1] - 0.5), g[2], g[3], fill=False, edgecolor="lime", linestyle="--", linewidth=2))
+        for method, box in row["boxes"].items():
+            x, y, w, h = box.tolist()
+            b.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=METHOD_COLOURS.get(method, "white"), linewidth=1.5))
+        b.set_title("  ".join(f"{m} {row['ious'][m]:.2f}" for m in row["boxes"]) + "  (IoU; green: truth)", fontsize=8)
+        c.imshow(row["heatmap"].numpy(), cmap="jet")
+        c.set_title("QATM score (model)")
+        for ax in (a, b, c):
+            ax.set_axis_off()
+    if title:
+        fig.suptitle(title + "  red: model, orange: untrained, cyan: NCC")
+    return fig
+
+
+def retrieval_figure(queries: torch.Tensor, gallery: torch.Tensor, top: torch.Tensor, correct: torch.Tensor, title: str) -> plt.Figure:
+    """Queries ``(Q, 3, h, w)`` (one per row) with their top-k gallery images (``top`` ``(Q, k)``
+    indices into ``gallery``); a true match (``correct`` ``(Q, k)``) is framed green, others red."""
+    q, k = top.shape
+    fig, axes = plt.subplots(q, k + 1, figsize=(1.6 * (k + 1), 1.7 * q), squeeze=False)
+    for i in range(q):
+        axes[i, 0].imshow(_rgb(queries[i]))
+        axes[i, 0].set_title("query", fontsize=7)
+        for j in range(k):
+            ax = axes[i, j + 1]
+            ax.imshow(_rgb(gallery[int(top[i, j])]))
+            ok = bool(correct[i, j])
+            for side in ax.spines.values():
+                side.set_edgecolor("lime" if ok else "red")
+                side.set_linewidth(3)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"#{j + 1}" + (" match" if ok else ""), fontsize=7)
+        axes[i, 0].set_axis_off()
+    fig.suptitle(title)
+    return fig
