@@ -1,6 +1,6 @@
 """Detector timings: network forward, keypoints + descriptors, and each baseline, per image.
 
-    python bench/detector_bench.py [--height 480 --width 640] [--threads 1] [--device cpu] [--scales 1.0 0.71 0.5]
+    python bench/detector_bench.py [--height 480 --width 640] [--threads 1] [--device cpu] [--scales 1.0 0.71 0.5] [--handcrafted 0 2]
 
 Prints milliseconds per image (median of --repeats runs) for the model (forward, 2000 keypoints,
 descriptors; over the pyramid ``--scales``) and each baseline. Timings are not asserted in tests.
@@ -41,6 +41,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--scales", type=float, nargs="+", default=[1.0])
     p.add_argument("--top-k", type=int, default=2000)
+    p.add_argument("--handcrafted", type=float, nargs="*", default=[0.0, 2.0], help="blur sigmas of the Harris/Hessian inputs")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
@@ -51,7 +52,8 @@ def main() -> None:
     photo = torch.from_numpy(load_bundled("coffee")).float()[None, None]
     image = F.interpolate(photo, size=(args.height, args.width), mode="bilinear", antialias=True, align_corners=False)
     x = (image / 255.0).to(device)
-    net = EquivariantDetector().to(device).eval()
+    net = EquivariantDetector(handcrafted=tuple(args.handcrafted), harris_skip=4.0 if args.handcrafted else 0.0)
+    net = net.to(device).eval()
     describe = PolarDescriptor()
 
     def model() -> None:
