@@ -48,8 +48,9 @@ from torch import nn  # noqa: E402
 
 from neurocorr.tasks.host_memory import keep_freed_host_memory  # noqa: E402
 from neurocorr.checkpoints import build_model  # noqa: E402
+from neurocorr.families import FAMILIES as REGISTERED  # noqa: E402
 
-FAMILIES = ("agfusion", "qatm", "heatmapper", "detector")
+FAMILIES = tuple(REGISTERED)  # every registered family (neurocorr.families)
 
 
 @dataclass

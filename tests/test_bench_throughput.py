@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from neurocorr.families import FAMILIES
 from tests.conftest import REPO
 
 
@@ -44,7 +45,7 @@ def test_output_scalar_reaches_every_float_output() -> None:
     assert a.grad is not None and b.grad is not None
 
 
-@pytest.mark.parametrize("family", ["agfusion", "qatm", "heatmapper", "detector"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_gpu_configurations_compose(tmp_path: Path, family: str) -> None:
     bench = _bench()
     spec = bench.specs("gpu")[family]

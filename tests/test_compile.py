@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
 
-from neurocorr.checkpoints import CONFIG_KEY, build_model
+from neurocorr.checkpoints import CONFIG_KEY, StoreConfigs, build_model
 from neurocorr.tasks.cli import user_error
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import compile_backend
@@ -46,7 +46,7 @@ def fit_one_step(make_cfg, root: Path, compile_value: str) -> tuple[pl.Lightning
     recorder = StepRecorder()
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=1, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder, StoreConfigs(None)],
         default_root_dir=str(root),
     )
     trainer.fit(model, datamodule=datamodule)
@@ -113,7 +113,7 @@ def test_channels_last_is_applied_on_cuda_only() -> None:
     from neurocorr.models.agfusion.lightning_model import AGFusionModule
     from neurocorr.models.agfusion.torch_model import AGFusionNet
 
-    module = AGFusionModule(AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2)
+    module = AGFusionModule(net=AGFusionNet(resnet50_stem(False)), optimizer=torch.optim.AdamW, num_classes=2)
     weight = module.net.backbone.conv1.weight
     module._to_channels_last()  # on the CPU: left as it is
     assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)

@@ -11,16 +11,21 @@ import torch
 
 from neurocorr.tasks.evaluate import evaluate
 from neurocorr.tasks.train import train
+from neurocorr.families import FAMILIES, family_of
 from neurocorr.models.base import NeurocorrModule
 from tests.conftest import CONF, TINY_DATA, TINY_SHAPES
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
+def test_every_family_has_a_default_experiment_and_tiny_data() -> None:
+    assert set(FAMILIES) <= set(EXPERIMENTS) and set(FAMILIES) <= set(TINY_DATA)
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    family = experiment.split("_")[0]
+    family = family_of(make_cfg(f"experiment={experiment}").model._target_)  # the family the experiment trains
     assert family in TINY_DATA, f"register a tiny-data maker for {family} in tests/conftest.py TINY_DATA"
     overrides = TINY_DATA[family](tmp_path)
     cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run", "trainer.accelerator=cpu", *overrides)
@@ -45,28 +50,6 @@ def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment
 
 def _tiny(*extra: str) -> list[str]:
     return [*TINY_SHAPES, "logger=none", "trainer=cpu", "trainer.deterministic=true", *extra]
-
-
-def test_resume_from_last_matches_uninterrupted_run(make_cfg, tmp_path: Path) -> None:
-    straight = make_cfg(*_tiny("trainer.max_epochs=2", "test=false"), root=tmp_path / "straight")
-    train(straight)
-    expected = json.loads((Path(straight.paths.output_dir) / "metrics.json").read_text())
-    # last.ckpt is the newest epoch even when the monitored metric did not improve in it
-    newest = torch.load(Path(straight.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
-    assert newest["epoch"] == 1
-
-    first = make_cfg(*_tiny("trainer.max_epochs=1", "test=false", "scheduler.T_max=2"), root=tmp_path / "resumed")
-    train(first)
-    last = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
-    assert last.is_file()
-    # a new run folder in the same root: ckpt_path=last must find the first run's last.ckpt
-    second = make_cfg(*_tiny("trainer.max_epochs=2", "test=false", "ckpt_path=last"), root=tmp_path / "resumed")
-    with_resume = second.copy()
-    with_resume.paths.output_dir = str(tmp_path / "resumed" / "logs" / "train" / "runs" / "run2")
-    train(with_resume)
-    resumed = json.loads((Path(with_resume.paths.output_dir) / "metrics.json").read_text())
-    for key in ("val/loss", "val/f1", "train/loss"):
-        assert resumed[key] == pytest.approx(expected[key], abs=1e-5), key
 
 
 def test_mlflow_run_has_params_metrics_and_artifacts(make_cfg, tmp_path: Path) -> None:
@@ -108,7 +91,7 @@ def test_evaluate_rebuilds_model_from_checkpoint_and_writes_outputs(make_cfg, tm
     ckpt = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt"))
     # weights_only loading: the checkpoint holds only plain data
     assert "neurocorr_model_config" in torch.load(ckpt, weights_only=True)
-    ev = make_cfg(f"ckpt_path={ckpt}", *TINY_SHAPES, "logger=none", "trainer=cpu", config_name="evaluate",
+    ev = make_cfg(f"ckpt_path={ckpt}", "data=shapes", *TINY_SHAPES, "logger=none", "trainer=cpu", config_name="evaluate",
                   root=tmp_path / "eval")
     value = evaluate(ev)
     out = Path(ev.paths.output_dir)

@@ -43,3 +43,28 @@ class StopOnNonFiniteLoss(pl.Callback):
             self.epoch = trainer.current_epoch
             trainer.should_stop = True
             pl_module.print(f"Stopping: the training loss became non-finite in epoch {trainer.current_epoch}.")
+
+
+class OptunaPruning(pl.Callback):
+    """Reports ``monitor`` to an Optuna trial after every validation and stops the run when the
+    study's pruner says so (raising :class:`~neurocorr.errors.TrialPruned`). Added by the train task
+    to the trials of ``hydra/sweeper=neurocorr_optuna`` sweeps."""
+
+    def __init__(self, storage: str, study: str, trial: int, monitor: str) -> None:
+        import optuna
+
+        self.monitor = monitor
+        store = optuna.storages.get_storage(storage)
+        study_id = store.get_study_id_from_name(study)
+        self.trial = optuna.trial.Trial(optuna.load_study(study_name=study, storage=store),
+                                        store.get_trial_id_from_study_id_trial_number(study_id, int(trial)))
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not torch.isfinite(value):
+            return
+        self.trial.report(float(value), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            from neurocorr.errors import TrialPruned
+
+            raise TrialPruned(f"pruned after epoch {trainer.current_epoch} ({self.monitor} = {float(value):.4g})")

@@ -67,8 +67,8 @@ def checked_target(model_cfg: Any, source: str) -> str:
 
 
 def check_nested_targets(node: Any, source: str, path: str = "") -> None:
-    """Refuse a config whose ``_target_`` anywhere is not a class from neurocorr, ``torch.nn`` or
-    ``torch.optim`` (or a backbone factory of ``neurocorr.backbones``): a config read from a file
+    """Refuse a config whose ``_target_`` anywhere is not a class from neurocorr, a registered
+    family's package, ``torch.nn`` or ``torch.optim`` (or a backbone factory of ``neurocorr.backbones``): a config read from a file
     must not be able to call an arbitrary function (``shutil.rmtree``, ``pathlib.Path.touch``)."""
     if isinstance(node, DictConfig):
         node = OmegaConf.to_container(node, resolve=False)
@@ -87,7 +87,8 @@ _ALLOWED_PREFIXES = ("neurocorr.", "torch.nn.", "torch.optim.")
 
 
 def _allowed_target(target: str) -> bool:
-    if not target.startswith(_ALLOWED_PREFIXES):
+    family_packages = tuple(f"{path.split('.', 1)[0]}." for path in FAMILIES.values())  # plugin families
+    if not target.startswith(_ALLOWED_PREFIXES + family_packages):
         return False  # nothing outside these packages is even imported
     try:
         obj = get_object(target)  # imports the module (only neurocorr's or torch's), calls nothing

@@ -19,3 +19,7 @@ class ConfigError(NeurocorrError):
 
 class WeightsError(NeurocorrError):
     """Pretrained weights that cannot be downloaded or loaded; the message names the file."""
+
+
+class TrialPruned(NeurocorrError):
+    """A sweep's pruner stopped this trial early (not a failure of the trial's config or data)."""

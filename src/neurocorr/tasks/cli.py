@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import time
@@ -24,8 +23,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from neurocorr.errors import NeurocorrError
+from neurocorr.errors import NeurocorrError, TrialPruned
 from neurocorr.tasks import common, process, run_folder, tracking
+from neurocorr.tasks.sweep import record_trial
 
 log = logging.getLogger("neurocorr")
 Task = Callable[[DictConfig], Optional[float]]
@@ -87,14 +87,13 @@ def _undo(cfg: DictConfig) -> None:
 
 
 def _record_trial(status: str, value: Optional[float], error: str = "") -> None:
-    """Append this trial's outcome to ``<sweep dir>/trials.jsonl`` (read by :class:`SweepSummary`)."""
+    """Append this trial's outcome to ``<sweep dir>/trials.jsonl`` (read by ``tasks.sweep``)."""
     hydra = HydraConfig.get()
-    entry = {"trial": int(hydra.job.num), "overrides": list(hydra.overrides.task), "status": status,
-             "objective": value if value is None or value == value else None, "error": error}
-    path = Path(hydra.sweep.dir) / "trials.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(entry) + "\n")
+    finite = value is not None and value == value and abs(value) != float("inf")
+    record_trial(Path(hydra.sweep.dir), {
+        "trial": int(hydra.job.num), "overrides": list(hydra.overrides.task), "status": status,
+        "objective": value if finite else None, "error": error, "run_id": common.LAST_RUN_ID,
+    })
 
 
 def cli(task: Task) -> Task:
@@ -104,6 +103,7 @@ def cli(task: Task) -> Task:
     def wrapper(cfg: DictConfig) -> Optional[float]:
         restore = process.configure_process()
         multirun = _multirun()
+        common.LAST_RUN_ID = None
         try:
             value = task(cfg)
         except BaseException as err:  # noqa: BLE001 - every failure is reported and undone the same way
@@ -123,7 +123,7 @@ def cli(task: Task) -> Task:
             _undo(cfg)
             if multirun:
                 print(f"neurocorr: error: trial {HydraConfig.get().job.num}: {message}", file=sys.stderr, flush=True)
-                _record_trial("failed", None, message)
+                _record_trial("pruned" if isinstance(cause, TrialPruned) else "failed", None, message)
                 return None
             if cause is None:
                 raise

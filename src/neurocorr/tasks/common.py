@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import Logger
 
 from neurocorr.files import write_json, write_text
 from neurocorr.tasks import tracking
+from neurocorr.tasks.sweep import PARENT_ENV, PARENT_TAG
 from neurocorr.viz.artifacts import log_artifact
 
 log = logging.getLogger("neurocorr")
@@ -31,6 +32,8 @@ class RunRecord:
 
 #: the task running in this process (set by :func:`start_runs`; read by ``tasks.cli``)
 CURRENT = RunRecord()
+#: the MLflow run id of the task that ran last in this process (for a sweep's trial record)
+LAST_RUN_ID: Optional[str] = None
 
 
 def instantiate_group(group: Optional[DictConfig], **kwargs: Any) -> list[Any]:
@@ -50,14 +53,17 @@ def mlflow_uri(cfg: DictConfig) -> Optional[str]:
 
 def build_loggers(cfg: DictConfig, output_dir: Path, resume_run: Optional[str] = None,
                   experiment_name: Optional[str] = None) -> list[Logger]:
-    """Build the loggers; no MLflow run exists until :func:`start_runs`. The store is prepared
-    first: tables created once under a lock, dead RUNNING runs of this host marked KILLED."""
+    """Build the loggers; no MLflow run exists until :func:`start_runs`. The store is prepared first
+    (an MLflow client creates the tables of a new store, which is not safe to race): tables created
+    once under a lock, dead RUNNING runs of this host marked KILLED."""
     uri = mlflow_uri(cfg)
     if uri is not None:
         tracking.prepare_store(uri)
     tags = {tracking.HOST_TAG: socket.gethostname(), tracking.PID_TAG: str(os.getpid()),
             tracking.OUTPUT_TAG: str(output_dir), "neurocorr.model": str((cfg.get("model") or {}).get("_target_", ""))}
     tags.update({f"tag.{t}": "1" for t in cfg.get("tags") or []})
+    if os.environ.get(PARENT_ENV):  # a trial of a sweep: a child of the sweep's parent run
+        tags[PARENT_TAG] = os.environ[PARENT_ENV]
     loggers: list[Logger] = []
     for node in (cfg.get("logger") or {}).values():
         if not (isinstance(node, DictConfig) and "_target_" in node):
@@ -75,14 +81,17 @@ def build_loggers(cfg: DictConfig, output_dir: Path, resume_run: Optional[str] =
 def start_runs(loggers: list[Logger], output_dir: Path, uri: Optional[str]) -> None:
     """Start (or continue) the MLflow runs, print where the outputs and the runs are, and register
     them so that a failure closes or removes them (``tasks.cli``)."""
+    global LAST_RUN_ID
     CURRENT.loggers, CURRENT.output_dir = loggers, output_dir
     print(f"[neurocorr] output folder: {output_dir}", flush=True)
     for lg in tracking.mlflow_loggers(loggers):
+        LAST_RUN_ID = lg.run_id
         run = lg.experiment.get_run(lg.run_id)
         if run.info.status != "RUNNING":  # a resumed run continues under this process
             lg.experiment.update_run(lg.run_id, status="RUNNING")
             lg.experiment.set_tag(lg.run_id, tracking.PID_TAG, str(os.getpid()))
-        print(f"[neurocorr] MLflow run {lg.run_id} in experiment '{lg.name}' ({uri}); "
+        name = lg.experiment.get_experiment(lg.experiment_id).name
+        print(f"[neurocorr] MLflow run {lg.run_id} in experiment '{name}' ({uri}); "
               f"browse with: mlflow ui --backend-store-uri {uri}", flush=True)
 
 

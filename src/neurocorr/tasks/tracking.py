@@ -53,6 +53,8 @@ def prepare_store(uri: str) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
+    for name in ("alembic", "mlflow.store.db.utils"):  # table creation logs a dozen INFO lines
+        logging.getLogger(name).setLevel(logging.WARNING)
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)

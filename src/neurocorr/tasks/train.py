@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
-from neurocorr.callbacks import StopOnNonFiniteLoss
+from neurocorr.callbacks import OptunaPruning, StopOnNonFiniteLoss
 from neurocorr.checkpoints import StoreConfigs, build_model, checked_target, resolve_ckpt_path, run_folder_of, stored_configs
 from neurocorr.errors import ConfigError, NeurocorrError
 from neurocorr.families import family_of
@@ -65,6 +65,9 @@ def train(cfg: DictConfig) -> Optional[float]:
     check_monitor(model, cfg.model.get("monitor"))
 
     callbacks: list[Callback] = [*common.instantiate_group(cfg.get("callbacks")), StoreConfigs(data_cfg)]
+    if cfg.get("optuna"):  # a trial of an Optuna sweep: report per epoch, stop when pruned
+        trial = cfg.optuna
+        callbacks.append(OptunaPruning(str(trial.storage), str(trial.study), int(trial.trial), str(cfg.model.monitor)))
     uri = common.mlflow_uri(cfg)
     resume_run = None
     if resumed_dir is not None and uri is not None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import matplotlib
+import matplotlib.pyplot as plt
+from pytorch_lightning.loggers import Logger, MLFlowLogger
 
-matplotlib.use("Agg")  # figures are files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-from pytorch_lightning.loggers import Logger, MLFlowLogger  # noqa: E402
+from neurocorr.files import write_atomic
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -17,16 +16,10 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:
 
     Written to a temporary name first and renamed, so no half-written figure is left behind.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        tmp.replace(path)
+        return write_atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix[1:] or "png"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def log_artifact(loggers: Iterable[Logger], path: str | Path, artifact_path: str | None = None) -> None:

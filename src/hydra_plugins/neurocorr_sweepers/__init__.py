@@ -1,0 +1,1 @@
+"""Hydra plugins shipped with neurocorr (Hydra finds plugins in the ``hydra_plugins`` namespace)."""

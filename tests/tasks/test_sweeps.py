@@ -1,0 +1,64 @@
+"""Sweeps summarise themselves in MLflow, resume, and run through other launchers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from tests.conftest import REPO, TINY_SHAPES, run_cli
+
+QUIET = ["trainer=cpu", "callbacks.progress_bar=null", "trainer.max_epochs=1"]
+TINY = [*TINY_SHAPES, "data.train_size=32", "data.val_size=32", "data.test_size=32"]
+
+
+def _runs(root: Path) -> list:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.mark.slow
+def test_optuna_sweep_parent_run_children_best_and_resume(tmp_path: Path) -> None:
+    args = [str(REPO / "train.py"), "-m", "hparams_search=agfusion_optuna", "hydra.sweeper.n_trials=3", *TINY, *QUIET]
+    env = {**os.environ, "NEUROCORR_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tmp_path.glob("logs/train/multiruns/*/1/.hydra")):
+        time.sleep(0.5)
+    first.send_signal(signal.SIGTERM)  # interrupted during the second trial, after the first was told
+    first.communicate(timeout=120)
+    assert first.returncode != 0
+    study = optuna.load_study(study_name="agfusion", storage=f"sqlite:///{tmp_path}/logs/optuna/studies.db")
+    assert [t.state.name for t in study.trials][:1] == ["COMPLETE"]
+
+    again = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name="agfusion", storage=f"sqlite:///{tmp_path}/logs/optuna/studies.db")
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3  # the first one plus the two still to do
+    second_sweep = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())[-1]
+    assert len((second_sweep / "sweep_summary.csv").read_text().splitlines()) == 1 + 2
+    runs = _runs(tmp_path)
+    parents = [r for r in runs if r.data.tags.get("neurocorr.sweep") == "parent" and r.info.status == "FINISHED"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 2 and sum(r.data.tags.get("neurocorr.best_trial") == "true" for r in children) == 1
+    assert parents[0].data.tags["neurocorr.best_run"] in {r.info.run_id for r in children}
+
+
+@pytest.mark.slow
+def test_grid_sweep_through_the_submitit_local_launcher(tmp_path: Path) -> None:
+    result = run_cli("train.py", "-m", "hydra/launcher=submitit_local", "optimizer.lr=1e-3,3e-3", *TINY, *QUIET,
+                     "logger=none", env={"NEUROCORR_ROOT": str(tmp_path)}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = next((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(list(sweep.rglob("metrics.json"))) == 2
+    assert list(sweep.glob(".submitit/*/*_submitted.pkl")), "the trials ran as submitit jobs"
+    rows = (sweep / "sweep_summary.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[2] for r in rows] == ["finished", "finished"]
