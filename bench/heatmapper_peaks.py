@@ -17,7 +17,7 @@ import torch
 
 from neurocorr.models.heatmapper.keypoints import extract_meanshift, extract_peaks
 from neurocorr.models.heatmapper.metrics import KeypointMetrics
-from neurocorr.ops.heatmaps import render_gaussian_heatmaps
+from neurocorr.models.heatmapper.heatmaps import render_gaussian_heatmaps
 
 
 def make_heatmaps(n: int, size: int, sigma: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

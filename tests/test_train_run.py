@@ -25,10 +25,12 @@ def test_every_family_has_a_default_experiment_and_tiny_data() -> None:
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path: Path, experiment: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    family = family_of(make_cfg(f"experiment={experiment}").model._target_)  # the family the experiment trains
+    # a family's default pairing (conf/experiment/<family>.yaml) is chosen by model=<family>
+    choose = f"model={experiment}" if experiment in FAMILIES else f"experiment={experiment}"
+    family = family_of(make_cfg(choose).model._target_)  # the family the experiment trains
     assert family in TINY_DATA, f"register a tiny-data maker for {family} in tests/conftest.py TINY_DATA"
     overrides = TINY_DATA[family](tmp_path)
-    cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run", "trainer.accelerator=cpu", *overrides)
+    cfg = make_cfg(choose, "debug=fast_dev_run", "trainer.accelerator=cpu", *overrides)
     step_logs: list[tuple[str, object]] = []
     log = NeurocorrModule.log
 

@@ -25,7 +25,8 @@ CASES = [
     (["trainer.precision=bogus"], "precision=bogus"),
     (["trainer.accelerator=gpu"], "no CUDA device here: use trainer=cpu"),
     (["model.monitor=val/f2"], "model.monitor=val/f2 is not logged by AGFusionModule"),
-    (["experiment=agfusion", "model=qatm", "backbone=vgg19", "backbone.width=0.125", "loss=triplet"], "model=qatm needs batches with"),
+    (["model=qatm", "experiment=agfusion"], "experiment=agfusion is the default pairing of model=agfusion"),
+    (["experiment=agfusion_shapes", "model=qatm", "backbone=vgg19", "backbone.width=0.125", "loss=triplet"], "model=qatm needs batches with"),
 ]
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from neurocorr.errors import ConfigError
+from neurocorr.families import FAMILIES
 
 
 def _number(key: str, value: Any, minimum: float, strict: bool) -> None:
@@ -46,6 +47,11 @@ CHECKS: tuple[tuple[str, str, str, float], ...] = (
 
 def validate_config(cfg: DictConfig) -> None:
     """Refuse, in one line naming the key and the value, what cannot work."""
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    experiment, model = choices.get("experiment"), choices.get("model")
+    if experiment in FAMILIES and model != experiment:  # a family's default pairing, chosen by model=
+        raise ConfigError(f"experiment={experiment} is the default pairing of model={experiment}: "
+                          f"use model={experiment} (it picks that pairing), not experiment={experiment}")
     if "seed" in cfg:
         _integer("seed", cfg.seed, 0)
     for group, key, kind, minimum in CHECKS:
