@@ -41,7 +41,7 @@ class DrawnStyle:
     corner_round_p: float = 0.5       # share of polygons with rounded corners
     corner_round: Range = (0.005, 0.03)  # rounding: Gaussian smoothing width, fraction of the outline
     superellipse: Range = (1.8, 2.8)  # ellipse exponent: 2 = ellipse, more = flatter sides
-    aspect: Range = (1.0, 8.0)        # long / short axis (log-uniform, weighted to 1)
+    aspect: Range = (1.0, 12.0)       # long / short axis (log-uniform, weighted to 1)
     rotation_deg: float = 180.0       # rotated by up to +- this
     scale: Range = (0.35, 0.9)        # long side of the figure / image side
     offset: float = 1.0               # 0 = centred, 1 = anywhere that keeps the figure inside
