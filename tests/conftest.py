@@ -31,10 +31,37 @@ def tiny_agfusion_data(tmp_path: Path) -> list[str]:
     return list(TINY_SHAPES)
 
 
-# family -> function(tmp_path) writing tiny data for that family's experiments and returning the
-# overrides that point them at it (used by the fast_dev_run test of every experiment config)
+def tiny_class_folders(tmp_path: Path) -> list[str]:
+    """Two classes of drawings by six authors each (HDS-style names ``<class>.<author>.<n>.png``)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("ellipse", "rectangle"):
+        (tmp_path / "classes" / cls).mkdir(parents=True, exist_ok=True)
+        for author in range(6):
+            for n in range(2):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "classes" / cls / f"{cls}.u{author:02d}.{n:04d}.png")
+    return [f"data.root={tmp_path / 'classes'}", "data.image_size=32", "data.pairs=[16,8,8]", "data.batch_size=4"]
+
+
+def tiny_template_pairs(tmp_path: Path) -> list[str]:
+    from neurocorr.data.synthetic.aerial_pairs import make_view_pairs
+
+    root = make_view_pairs(tmp_path / "pairs", n_train=1, n_val=1, n_heldout=1, views=1, templates=2, world_size=160, view=96)
+    return ["backbone.width=0.125", f"data.root={root}/heldout_pairs.csv", f"data.train_csv=[{root}/train_pairs.csv]",
+            f"data.val_csv={root}/val_pairs.csv", "~data.extra_test", "data.bundled_images=[camera]",
+            "data.crops_per_image=2", "model.match.scales=[0.71,1.0,1.41]"]
+
+
+# data set (the data= choice) -> function(tmp_path) writing tiny data in that format and returning
+# the overrides that point an experiment at it and shrink its network (used by the fast_dev_run test
+# of every experiment config: an experiment on a new data set needs one maker here)
 TINY_DATA: dict[str, Callable[[Path], list[str]]] = {
-    "agfusion": tiny_agfusion_data,
+    "shapes": tiny_agfusion_data,
+    "class_folders": tiny_class_folders,
+    "template_pairs": tiny_template_pairs,
 }
 
 
@@ -78,14 +105,14 @@ def run_cli(script: str, *args: str, cwd: Path | None = None, env: dict | None =
 # qatm family: tiny synthetic University-1652 (added by the qatm helper)
 from tests.models.qatm.tiny import tiny_qatm_data  # noqa: E402
 
-TINY_DATA["qatm"] = tiny_qatm_data
+TINY_DATA["university1652"] = tiny_qatm_data
 
 # heatmapper family: tiny synthetic gauges (added by the heatmapper helper)
 from tests.models.heatmapper.tiny import tiny_heatmapper_data  # noqa: E402
 
-TINY_DATA["heatmapper"] = tiny_heatmapper_data
+TINY_DATA["gauges"] = tiny_heatmapper_data
 
 # detector family: bundled scikit-image crops, tiny net (added by the detector helper)
 from tests.models.detector.tiny import tiny_detector_data  # noqa: E402
 
-TINY_DATA["detector"] = tiny_detector_data
+TINY_DATA["textures"] = tiny_detector_data

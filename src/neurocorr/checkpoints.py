@@ -16,7 +16,6 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import pytorch_lightning as pl
-import torch
 
 from neurocorr.errors import ConfigError
 from neurocorr.files import load_torch_file

@@ -14,14 +14,13 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from neurocorr.errors import NeurocorrError, TrialPruned
 from neurocorr.tasks import common, process, run_folder, tracking

@@ -43,6 +43,17 @@ def instantiate_group(group: Optional[DictConfig], **kwargs: Any) -> list[Any]:
     return [instantiate(node, **kwargs) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
+def choice(cfg: DictConfig, group: str) -> Optional[str]:
+    """The option chosen for a config group (``data=...``), from Hydra's runtime record; None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        chosen = HydraConfig.get().runtime.choices.get(group)
+    except ValueError:  # composed outside @hydra.main (tests may carry the record in cfg)
+        chosen = OmegaConf.select(cfg, f"hydra.runtime.choices.{group}", default=None)
+    return None if chosen in (None, "None") else str(chosen)
+
+
 def mlflow_uri(cfg: DictConfig) -> Optional[str]:
     """The tracking URI of the configured MLflow logger, if there is one."""
     for node in (cfg.get("logger") or {}).values():

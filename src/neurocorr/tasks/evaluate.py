@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
     if data_cfg is None:
         raise ConfigError(f"{source} stores no data config: pass data=<set> (and its data.root)")
     datamodule = build_datamodule(data_cfg, "data" if cfg.get("data") else f"{source} data")
-    data_name = OmegaConf.select(cfg, "hydra.runtime.choices.data", default=None) or str(data_cfg.get("_target_"))
+    data_name = common.choice(cfg, "data") or str(data_cfg.get("_target_")).rsplit(".", 1)[-1]
     check_pairing(model, datamodule, family, data_name)
 
     uri = common.mlflow_uri(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from types import FrameType
 from typing import Callable, Optional
 
@@ -41,6 +42,8 @@ def configure_process(threads: Optional[int] = None) -> Callable[[], None]:
 
         matplotlib.use("Agg")
     keep_freed_host_memory()
+    # every family transfers batches through its module's hooks, as intended: Lightning's note on it is noise
+    warnings.filterwarnings("ignore", message="You have overridden `on_(before|after)_batch_transfer`")
     if threads:
         import torch
 

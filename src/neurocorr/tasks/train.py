@@ -60,8 +60,8 @@ def train(cfg: DictConfig) -> Optional[float]:
 
     datamodule = build_datamodule(cfg.data)
     model = build_model(cfg.model)
-    names = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
-    check_pairing(model, datamodule, str(names.get("model", family_of(target))), str(names.get("data", cfg.data.get("_target_"))))
+    check_pairing(model, datamodule, common.choice(cfg, "model") or str(family_of(target)),
+                  common.choice(cfg, "data") or str(cfg.data.get("_target_")))
     check_monitor(model, cfg.model.get("monitor"))
 
     callbacks: list[Callback] = [*common.instantiate_group(cfg.get("callbacks")), StoreConfigs(data_cfg)]

@@ -6,10 +6,11 @@ from __future__ import annotations
 from numbers import Real
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from neurocorr.errors import ConfigError
 from neurocorr.families import FAMILIES
+from neurocorr.tasks.common import choice
 
 
 def _number(key: str, value: Any, minimum: float, strict: bool) -> None:
@@ -47,8 +48,7 @@ CHECKS: tuple[tuple[str, str, str, float], ...] = (
 
 def validate_config(cfg: DictConfig) -> None:
     """Refuse, in one line naming the key and the value, what cannot work."""
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
-    experiment, model = choices.get("experiment"), choices.get("model")
+    experiment, model = choice(cfg, "experiment"), choice(cfg, "model")
     if experiment in FAMILIES and model != experiment:  # a family's default pairing, chosen by model=
         raise ConfigError(f"experiment={experiment} is the default pairing of model={experiment}: "
                           f"use model={experiment} (it picks that pairing), not experiment={experiment}")
