@@ -21,6 +21,7 @@ CASES = [
     (["data.train_size=0"], "data.train_size must be >= 1, got 0"),
     (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size must be >= 1, got 0"),
     (["seed=abc"], "seed must be an integer, got 'abc'"),
+    (["threads=0"], "threads must be an integer >= 1 or null, got 0"),
     (["trainer.max_epochs=-2"], "trainer.max_epochs must be >= -1, got -2"),
     (["trainer.precision=bogus"], "precision=bogus"),
     (["trainer.accelerator=gpu"], "no CUDA device here: use trainer=cpu"),

@@ -101,9 +101,11 @@ def cli(task: Task) -> Task:
     @functools.wraps(task)
     def wrapper(cfg: DictConfig) -> Optional[float]:
         restore = process.configure_process()
+        previous_threads: Optional[int] = None
         multirun = _multirun()
         common.LAST_RUN_ID = None
         try:
+            previous_threads = process.set_threads(cfg.get("threads"))
             value = task(cfg)
         except BaseException as err:  # noqa: BLE001 - every failure is reported and undone the same way
             signum = process.received
@@ -130,6 +132,7 @@ def cli(task: Task) -> Task:
             sys.exit(2)
         finally:
             restore()
+            process.set_threads(previous_threads)
         if multirun:
             _record_trial("finished", value)
         return value

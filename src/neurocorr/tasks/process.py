@@ -29,9 +29,24 @@ def _raise_interrupted(signum: int, frame: Optional[FrameType]) -> None:
     raise Interrupted(signum)
 
 
-def configure_process(threads: Optional[int] = None) -> Callable[[], None]:
+def set_threads(threads: object) -> Optional[int]:
+    """``torch.set_num_threads(threads)`` (``None``: unchanged); returns the previous count, or None."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        from neurocorr.errors import ConfigError
+
+        raise ConfigError(f"threads must be an integer >= 1 or null, got {threads!r}")
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return previous
+
+
+def configure_process() -> Callable[[], None]:
     """Settings for a task process: no telemetry, a file-only plotting backend, the host allocator
-    tuned for training, optional torch threads, and SIGTERM/SIGINT that interrupt the task (so it
+    tuned for training, and SIGTERM/SIGINT that interrupt the task (so it
     can mark its MLflow run KILLED and exit non-zero). Environment settings of the user win.
     Returns a function that restores the signal handlers."""
     global received
@@ -44,10 +59,6 @@ def configure_process(threads: Optional[int] = None) -> Callable[[], None]:
     keep_freed_host_memory()
     # every family transfers batches through its module's hooks, as intended: Lightning's note on it is noise
     warnings.filterwarnings("ignore", message="You have overridden `on_(before|after)_batch_transfer`")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     for sig in previous:
         signal.signal(sig, _raise_interrupted)
