@@ -128,3 +128,13 @@ def centre_cells(box: torch.Tensor, cells: Sequence[int], stride: int) -> torch.
     cx = box[:, 0] + box[:, 2] / 2
     cy = box[:, 1] + box[:, 3] / 2
     return torch.stack([(cx - w * stride / 2) / stride + w // 2, (cy - h * stride / 2) / stride + h // 2], -1)
+
+
+def template_crop(item: dict[str, Any]) -> torch.Tensor:
+    """The template of an evaluation item: its box of ``template`` (NaN box: the whole image)."""
+    box = item["template_box"]
+    image = item["template"].cpu()
+    if bool(torch.isnan(box).any()):
+        return image
+    x, y, w, h = (int(round(float(v))) for v in box)
+    return image[:, y : y + h, x : x + w]

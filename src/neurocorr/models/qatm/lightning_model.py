@@ -18,7 +18,7 @@ from torchmetrics.detection import MeanAveragePrecision
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.qatm.evaluation import (
-    centre_cells, localisation_table, localise_ncc, localise_qatm, metric_prefix, qatm_similarity, write_text,
+    centre_cells, localisation_table, template_crop, localise_ncc, localise_qatm, metric_prefix, qatm_similarity, write_text,
 )
 from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation, retrieval_metrics
 from neurocorr.models.qatm.pairs import photometric, warped_pairs
@@ -176,7 +176,13 @@ class QATMModule(NeurocorrModule):
             self.retrieval[stage].update(emb, batch["label"], batch["role"], batch["index"])
             self._seen_retrieval = True
             if self.evaluation["qatm_retrieval"] or stage == "test":
-                self._retrieval_images.append((batch["image"].cpu(), batch["label"].cpu(), batch["role"].cpu(), batch["index"].cpu()))
+                # QATM ranking needs every image; the figures only the gallery and a few queries
+                role = batch["role"].cpu()
+                keep = torch.ones_like(role, dtype=torch.bool) if self.evaluation["qatm_retrieval"] else role == 1
+                if not self.evaluation["qatm_retrieval"]:
+                    kept = sum(int((r == 0).sum()) for _, _, r, _ in self._retrieval_images)
+                    keep |= (role == 0) & ((role == 0).cumsum(0) + kept <= int(self.evaluation["figure_queries"]))
+                self._retrieval_images.append((batch["image"].cpu()[keep], batch["label"].cpu()[keep], role[keep], batch["index"].cpu()[keep]))
         else:
             self._localise(batch, stage)
 
@@ -207,7 +213,7 @@ class QATMModule(NeurocorrModule):
                 [{"boxes": gt[None].to(self.device), "labels": torch.zeros(1, dtype=torch.long, device=self.device)}])
             rows = self._figure_rows.setdefault(f"{stage}|{sets[i]}", [])
             if len(rows) < int(self.evaluation["figure_pairs"]):
-                rows.append({"template": _template_crop(item), "scene": item["scene"].cpu(), "gt": gt, "heatmap": model.heatmap,
+                rows.append({"template": template_crop(item), "scene": item["scene"].cpu(), "gt": gt, "heatmap": model.heatmap,
                              "boxes": {m: loc.box for m, loc in found.items()}, "ious": ious})
 
     def _eval_epoch_end(self, stage: str) -> None:
@@ -273,17 +279,11 @@ class QATMModule(NeurocorrModule):
             rankings["embedding"] = emb[qm] @ emb[gm].t()
             self._retrieval_figures(rankings, images[qm], images[gm], labels[qm], labels[gm], exclude)
 
-    def _retrieval_figures(self, rankings: dict[str, torch.Tensor], queries: torch.Tensor, gallery: torch.Tensor,
-                           q_labels: torch.Tensor, g_labels: torch.Tensor, exclude: torch.Tensor) -> None:
-        from neurocorr.models.qatm.viz import retrieval_figure
+    def _retrieval_figures(self, rankings: dict[str, torch.Tensor], *args: torch.Tensor) -> None:
+        from neurocorr.models.qatm.viz import retrieval_figures
 
-        n = min(int(self.evaluation["figure_queries"]), len(queries))
-        pick = torch.linspace(0, len(queries) - 1, n).round().long()
-        k = min(5, gallery.shape[0])
-        for name, sim in rankings.items():
-            top = sim[pick].masked_fill(exclude[pick], float("-inf")).topk(k, dim=1).indices
-            correct = g_labels[top] == q_labels[pick].view(-1, 1)
-            self.log_figure(retrieval_figure(queries[pick], gallery, top, correct, f"top-{k} by {name} (green: true match)"), f"retrieval_top5_{name}")
+        for name, fig in retrieval_figures(rankings, *args, int(self.evaluation["figure_queries"])).items():
+            self.log_figure(fig, f"retrieval_top5_{name}")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -297,11 +297,3 @@ class QATMModule(NeurocorrModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
-
-def _template_crop(item: dict[str, Any]) -> torch.Tensor:
-    box = item["template_box"]
-    image = item["template"].cpu()
-    if bool(torch.isnan(box).any()):
-        return image
-    x, y, w, h = (int(round(float(v))) for v in box)
-    return image[:, y : y + h, x : x + w]

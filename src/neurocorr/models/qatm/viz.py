@@ -116,3 +116,18 @@ def retrieval_figure(queries: torch.Tensor, gallery: torch.Tensor, top: torch.Te
         axes[i, 0].set_axis_off()
     fig.suptitle(title)
     return fig
+
+
+def retrieval_figures(rankings: dict[str, torch.Tensor], queries: torch.Tensor, gallery: torch.Tensor, q_labels: torch.Tensor,
+                      g_labels: torch.Tensor, exclude: torch.Tensor, n_queries: int = 6) -> dict[str, plt.Figure]:
+    """One top-5 figure per ranking (``(Q, G)`` similarities) for ``n_queries`` queries spread over the list;
+    ``exclude`` ``(Q, G)`` removes a query's own image from its gallery."""
+    n = min(n_queries, len(queries))
+    pick = torch.linspace(0, len(queries) - 1, n).round().long()
+    k = min(5, gallery.shape[0])
+    out = {}
+    for name, sim in rankings.items():
+        top = sim[pick].masked_fill(exclude[pick], float("-inf")).topk(k, dim=1).indices
+        correct = g_labels[top] == q_labels[pick].view(-1, 1)
+        out[name] = retrieval_figure(queries[pick], gallery, top, correct, f"top-{k} by {name} (green: true match)")
+    return out
