@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import warnings
@@ -57,6 +58,7 @@ def configure_process() -> Callable[[], None]:
 
         matplotlib.use("Agg")
     keep_freed_host_memory()
+    logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # its INFO lines flood every evaluation
     # every family transfers batches through its module's hooks, as intended: Lightning's note on it is noise
     warnings.filterwarnings("ignore", message="You have overridden `on_(before|after)_batch_transfer`")
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -7,7 +7,6 @@ retrieval (pooled embeddings and, optionally, QATM scores), with figures."""
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any, Optional
 
 import kornia.augmentation as K
@@ -32,7 +31,6 @@ PAIRS_DEFAULTS: dict[str, Any] = {"template_size": 48, "context": 16, "stride": 
 EVAL_DEFAULTS: dict[str, Any] = {"baselines": ["untrained", "ncc"], "figure_pairs": 6, "qatm_retrieval": False,
                                  "retrieval_crop": 0.5, "retrieval_stride": 4, "figure_queries": 6}
 LOC_METRICS = ("success_auc", "mean_iou", "success_at_0.5")
-logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # its INFO lines flood every evaluation
 RET_METRICS = ("recall_at_1", "recall_at_5", "recall_at_10", "recall_at_top1pct", "ap")
 
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.patches import Rectangle
 
 
 def _rgb(image: torch.Tensor):
