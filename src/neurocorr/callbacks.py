@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -50,13 +50,15 @@ class OptunaPruning(pl.Callback):
     study's pruner says so (raising :class:`~neurocorr.errors.TrialPruned`). Added by the train task
     to the trials of ``hydra/sweeper=neurocorr_optuna`` sweeps."""
 
-    def __init__(self, storage: str, study: str, trial: int, monitor: str) -> None:
+    def __init__(self, storage: str, study: str, trial: int, monitor: str, median: Optional[dict] = None) -> None:
         import optuna
 
         self.monitor = monitor
         store = optuna.storages.get_storage(storage)
         study_id = store.get_study_id_from_name(study)
-        self.trial = optuna.trial.Trial(optuna.load_study(study_name=study, storage=store),
+        # a study's pruner is not stored with it: the sweeper passes the median pruner's settings
+        pruner = optuna.pruners.MedianPruner(**median) if median is not None else optuna.pruners.NopPruner()
+        self.trial = optuna.trial.Trial(optuna.load_study(study_name=study, storage=store, pruner=pruner),
                                         store.get_trial_id_from_study_id_trial_number(study_id, int(trial)))
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

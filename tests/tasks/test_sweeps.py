@@ -62,3 +62,28 @@ def test_grid_sweep_through_the_submitit_local_launcher(tmp_path: Path) -> None:
     assert list(sweep.glob(".submitit/*/*_submitted.pkl")), "the trials ran as submitit jobs"
     rows = (sweep / "sweep_summary.csv").read_text().splitlines()[1:]
     assert [r.split(",")[2] for r in rows] == ["finished", "finished"]
+
+
+def test_a_trial_below_the_median_is_pruned_after_reporting(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from neurocorr.callbacks import OptunaPruning
+    from neurocorr.errors import TrialPruned
+
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    for value in (0.8, 0.9):  # two finished trials that reached 0.8 and 0.9 at epoch 0
+        trial = study.ask()
+        trial.report(value, step=0)
+        study.tell(trial, value)
+    good, bad = study.ask(), study.ask()
+    trainer = SimpleNamespace(sanity_checking=False, current_epoch=0, callback_metrics={"val/f1": torch.tensor(0.95)})
+    median = {"n_startup_trials": 2, "n_warmup_steps": 0}
+    OptunaPruning(storage, "s", good.number, "val/f1", median).on_validation_end(trainer, None)  # above: goes on
+    trainer.callback_metrics["val/f1"] = torch.tensor(0.1)
+    with pytest.raises(TrialPruned, match="pruned after epoch 0"):
+        OptunaPruning(storage, "s", bad.number, "val/f1", median).on_validation_end(trainer, None)
+    assert study.trials[bad.number].intermediate_values == {0: pytest.approx(0.1)}

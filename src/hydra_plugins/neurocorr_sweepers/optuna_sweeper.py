@@ -62,16 +62,19 @@ class OptunaSweeper(Sweeper):
         n_jobs: trials launched together (one launcher batch).
         direction: ``maximize`` or ``minimize`` the task's return value.
         study_name, storage: the study and its storage URL (``sqlite:///...``); ``None`` = in memory.
-        sampler, pruner: configs with ``_target_`` (e.g. ``optuna.samplers.TPESampler``).
+        sampler: a config with ``_target_`` (e.g. ``optuna.samplers.TPESampler``).
+        median_pruner: settings of Optuna's median pruner (``n_startup_trials``, ``n_warmup_steps``, ...),
+            or ``None`` for no pruning; the trials get them too, as a study does not store its pruner.
     """
 
     def __init__(self, params: Optional[DictConfig] = None, n_trials: int = 10, n_jobs: int = 1,
                  direction: str = "maximize", study_name: str = "neurocorr", storage: Optional[str] = None,
-                 sampler: Any = None, pruner: Any = None) -> None:
+                 sampler: Any = None, median_pruner: Optional[DictConfig] = None) -> None:
         self.params = dict(params or {})
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
         self.direction, self.study_name, self.storage = str(direction), str(study_name), storage
-        self.sampler_cfg, self.pruner_cfg = sampler, pruner
+        self.sampler_cfg = sampler
+        self.median = OmegaConf.to_container(median_pruner) if isinstance(median_pruner, DictConfig) else median_pruner
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -98,7 +101,13 @@ class OptunaSweeper(Sweeper):
             Path(str(self.storage)[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         return optuna.create_study(
             study_name=self.study_name, storage=self.storage, load_if_exists=True, direction=self.direction,
-            sampler=_built(self.sampler_cfg), pruner=_built(self.pruner_cfg))
+            sampler=_built(self.sampler_cfg),
+            pruner=optuna.pruners.MedianPruner(**self.median) if self.median else optuna.pruners.NopPruner())
+
+    def _median_overrides(self) -> list[str]:
+        if not self.median:
+            return []
+        return [f"+optuna.median_pruner.{k}={v}" for k, v in self.median.items()]
 
     def sweep(self, arguments: list[str]) -> Any:
         from neurocorr.tasks.sweep import read_trials
@@ -116,7 +125,8 @@ class OptunaSweeper(Sweeper):
         while remaining > 0:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining))]
             batch = [[*fixed, *(f"{k}={v}" for k, v in t.params.items()),
-                      f"+optuna.storage={self.storage}", f"+optuna.study={self.study_name}", f"+optuna.trial={t.number}"]
+                      f"+optuna.storage={self.storage}", f"+optuna.study={self.study_name}", f"+optuna.trial={t.number}",
+                      *self._median_overrides()]
                      for t in trials]
             results = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             recorded = {t["trial"]: t for t in read_trials(self.sweep_dir)}

@@ -67,7 +67,8 @@ def train(cfg: DictConfig) -> Optional[float]:
     callbacks: list[Callback] = [*common.instantiate_group(cfg.get("callbacks")), StoreConfigs(data_cfg)]
     if cfg.get("optuna"):  # a trial of an Optuna sweep: report per epoch, stop when pruned
         trial = cfg.optuna
-        callbacks.append(OptunaPruning(str(trial.storage), str(trial.study), int(trial.trial), str(cfg.model.monitor)))
+        median = OmegaConf.to_container(trial.median_pruner) if trial.get("median_pruner") else None
+        callbacks.append(OptunaPruning(str(trial.storage), str(trial.study), int(trial.trial), str(cfg.model.monitor), median))
     uri = common.mlflow_uri(cfg)
     resume_run = None
     if resumed_dir is not None and uri is not None:
