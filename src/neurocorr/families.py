@@ -11,6 +11,7 @@ from __future__ import annotations
 FAMILIES: dict[str, str] = {
     "agfusion": "neurocorr.models.agfusion.lightning_model.AGFusionModule",
     "detector": "neurocorr.models.detector.lightning_model.DetectorModule",
+    "dino": "neurocorr.models.dino.lightning_model.DINOModule",
     "heatmapper": "neurocorr.models.heatmapper.lightning_model.HeatmapperModule",
     "qatm": "neurocorr.models.qatm.lightning_model.QATMModule",
 }

@@ -1,0 +1,1 @@
+"""DINO self-distillation: pretrain a backbone on unlabeled images (student + EMA teacher)."""
