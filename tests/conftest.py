@@ -116,3 +116,8 @@ TINY_DATA["gauges"] = tiny_heatmapper_data
 from tests.models.detector.tiny import tiny_detector_data  # noqa: E402
 
 TINY_DATA["textures"] = tiny_detector_data
+
+# dino family: a tiny unlabeled image folder (added by the dino helper)
+from tests.models.dino.tiny import tiny_image_folder  # noqa: E402
+
+TINY_DATA["image_folder"] = tiny_image_folder

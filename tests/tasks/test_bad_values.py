@@ -57,3 +57,20 @@ def test_unreadable_weights_file_is_one_line(make_cfg, tmp_path: Path, capsys: p
         cli(train)(make_cfg(*BASE, f"backbone.pretrained={weights}"))
     err = capsys.readouterr().err.strip()
     assert err == f"neurocorr: error: backbone resnet50_stem: cannot read weights file {weights}: the file is empty"
+
+
+def test_values_that_must_agree_between_model_and_data(make_cfg, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from neurocorr.checkpoints import build_model
+    from neurocorr.errors import ConfigError
+    from tests.conftest import TINY_DATA
+
+    detector = build_model(make_cfg("model=detector", *TINY_DATA["textures"](tmp_path)).model)
+    with pytest.raises(ConfigError, match=r"model.net.in_channels=1 but data.grey=False gives 3-channel images"):
+        detector.check_data(SimpleNamespace(grey=False))
+    detector.check_data(SimpleNamespace(grey=True))
+    heatmapper = build_model(make_cfg("model=heatmapper", "backbone=small_cnn").model)
+    with pytest.raises(ConfigError, match=r"model.class_names=\['start', 'middle', 'end'\] but the data's keypoint classes"):
+        heatmapper.check_data(SimpleNamespace(class_names=["start", "end"]))
+    heatmapper.check_data(SimpleNamespace(class_names=["start", "middle", "end"]))

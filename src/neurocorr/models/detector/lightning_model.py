@@ -98,6 +98,12 @@ class DetectorModule(NeurocorrModule):
         """Crops (``image``) or pairs (``image1``, ``image2``, ``H``): what a batch of either lacks."""
         return [] if "image" in set(keys) else super().missing_batch_keys(keys)
 
+    def check_data(self, datamodule: Any) -> None:
+        grey = getattr(datamodule, "grey", None)
+        if grey is not None and (1 if grey else 3) != self.net.in_channels:
+            raise ConfigError(f"model.net.in_channels={self.net.in_channels} but data.grey={grey} gives "
+                              f"{1 if grey else 3}-channel images: set them to agree")
+
     def validation_metrics(self) -> list[str]:
         return ["val/loss", f"val/{self.headline}"]
 

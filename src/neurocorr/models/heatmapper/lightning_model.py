@@ -94,6 +94,14 @@ class HeatmapperModule(NeurocorrModule):
         self._kept: dict[str, torch.Tensor] = {}
         self._threshold_px: list[torch.Tensor] = []
 
+    def check_data(self, datamodule: Any) -> None:
+        names = getattr(datamodule, "class_names", None)
+        if names is not None and list(names) != self.class_names:
+            raise ConfigError(f"model.class_names={self.class_names} but the data's keypoint classes are {list(names)}")
+        if len(self.class_names) != self.net.num_classes:
+            raise ConfigError(f"model.class_names has {len(self.class_names)} names for "
+                              f"model.net.num_classes={self.net.num_classes} heatmaps")
+
     def validation_metrics(self) -> list[str]:
         names = ["pck"] + [f"{m}_{g}" for g in self.val_metrics.groups for m in ("pck", "mean_dist", "unmatched")]
         return ["val/loss"] + [f"val/{n}" for n in names]
