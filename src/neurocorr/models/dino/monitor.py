@@ -27,8 +27,11 @@ def normalised_std(outputs: torch.Tensor) -> torch.Tensor:
 def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor,
                  k: int = 20, temperature: float = 0.07) -> torch.Tensor:
     """Weighted k-NN accuracy (as in DINO's evaluation): ``bank`` ``(N, C)`` and ``query`` ``(M, C)``
-    features, cosine similarity, each of the k nearest votes exp(sim / temperature) for its label."""
-    sim = F.normalize(query.float(), dim=-1) @ F.normalize(bank.float(), dim=-1).T
+    features, cosine similarity, each of the k nearest votes exp(sim / temperature) for its label.
+    Both are first centred on the bank's mean: features of a network from scratch share a large common
+    component (cosines all near 1), under which the vote is the bank's majority class."""
+    mean = bank.float().mean(dim=0, keepdim=True)
+    sim = F.normalize(query.float() - mean, dim=-1) @ F.normalize(bank.float() - mean, dim=-1).T
     top, index = sim.topk(min(k, bank.shape[0]), dim=-1)
     n_classes = int(max(bank_labels.max(), query_labels.max())) + 1
     votes = torch.zeros(query.shape[0], n_classes, device=query.device)

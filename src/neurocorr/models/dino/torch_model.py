@@ -33,12 +33,15 @@ class DINONet(nn.Module):
             backbone with ``cls`` (the ViT) is pooled by its CLS token.
         hidden_dim, bottleneck_dim, out_dim: sizes of the head.
         norm_last_layer: fix the weight norm of the last layer to 1 (DINO's default; more stable).
+        batch_norm: BatchNorm in the head's hidden layers (DINO's choice for ResNets): it removes the
+            component every image shares, which in a small network from scratch hides the images'
+            differences and lets training fall to the uniform output.
         input_norm: ``imagenet`` (fixed mean/std), ``per_image`` (each image's channels standardised)
             or ``none`` (the backbone normalises, e.g. VGG).
     """
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 512, bottleneck_dim: int = 128, out_dim: int = 1024,
-                 norm_last_layer: bool = True, input_norm: str = "imagenet") -> None:
+                 norm_last_layer: bool = True, input_norm: str = "imagenet", batch_norm: bool = False) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}")
@@ -51,7 +54,7 @@ class DINONet(nn.Module):
         self.input_norm = input_norm
         self.out_dim = int(out_dim)
         self.head = DINOProjectionHead(self.feature_dim, hidden_dim, bottleneck_dim, out_dim,
-                                       norm_last_layer=norm_last_layer)
+                                       norm_last_layer=norm_last_layer, batch_norm=batch_norm)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
