@@ -216,13 +216,20 @@ class DINOModule(NeurocorrModule):
         torch.save(backbone_weights(self.teacher.backbone), path)
         return path
 
-    def attention_figure(self, images: torch.Tensor) -> Optional[Path]:
+    def on_test_epoch_start(self) -> None:
+        self._figure_batch = None  # the figure of a test shows test images
+
+    def on_test_epoch_end(self) -> None:
+        if self._figure_batch is not None and self.trainer.is_global_zero:
+            self.attention_figure(self._figure_batch, "dino_attention_test")
+
+    def attention_figure(self, images: torch.Tensor, name: str = "dino_attention") -> Optional[Path]:
         """The teacher's last-layer CLS attention per head over ``images`` (ViT only), logged."""
         if not self.teacher.is_vit or images.numel() == 0:
             return None
         size = (self.crops.global_size, self.crops.global_size)
         images = torch.nn.functional.interpolate(images, size=size, mode="bilinear", align_corners=False)
-        return self.log_figure(plot_attention(images, self.teacher.attention(images)), "dino_attention")
+        return self.log_figure(plot_attention(images, self.teacher.attention(images)), name)
 
     def on_train_end(self) -> None:
         if not self.trainer.is_global_zero:
