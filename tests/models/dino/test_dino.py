@@ -161,3 +161,16 @@ def test_knn_accuracy_of_separable_features() -> None:
     bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     labels = torch.tensor([0, 0, 1, 1])
     assert float(knn_accuracy(bank, labels, bank.flip(0), labels.flip(0), k=2)) == 1.0
+
+
+def test_last_attention_is_timms_own_cls_attention() -> None:
+    torch.manual_seed(0)
+    backbone = tiny_vit()
+    attn = backbone.vit.blocks[-1].attn
+    attn.fused_attn = False  # timm's explicit path passes the attention weights through attn_drop
+    seen = []
+    attn.attn_drop.register_forward_hook(lambda module, inputs, output: seen.append(output))
+    x = torch.randn(2, 3, 16, 16)
+    backbone(x)
+    expected = seen[0][:, :, 0, backbone.vit.num_prefix_tokens :].reshape(2, 2, 4, 4)
+    torch.testing.assert_close(backbone.last_attention(x), expected)
