@@ -96,7 +96,6 @@ def test_view_pair_generator_writes_three_splits_with_boxes_inside(view_pairs):
 
 
 def test_training_pairs_from_csv_keep_the_template_in_its_box(folder):
-    import torch
 
     from neurocorr.data.qatm_pairs import CsvTrainingPairs
 

@@ -12,11 +12,9 @@ import torch
 from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
+from neurocorr.backbones.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from neurocorr.backbones.pretrained import Pretrained, load_pretrained
 from neurocorr.errors import ConfigError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class VGGFeatures(nn.Module):

@@ -52,15 +52,10 @@ def running_max(x: torch.Tensor, window: int, dim: int) -> torch.Tensor:
     return out
 
 
-def refine_subpixel(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
-    """Sub-pixel offsets by a 1-D quadratic fit along x and y at each peak.
-
-    Args:
-        scores: ``(B, C, H, W)``.
-        flat_index: ``(B, C, K)`` long, index ``y * W + x`` of integer peaks.
-    Returns: ``(B, C, K, 2)`` float (x, y) in pixels, offsets clamped to [-0.5, 0.5].
-    """
-    _, _, h, w = scores.shape
+def _neighbourhood(scores: torch.Tensor, flat_index: torch.Tensor):  # noqa: ANN202
+    """(x, y, at) of peaks at ``flat_index``: integer coordinates ``(B, C, K)`` and ``at(dy, dx)``, the
+    score at that offset from every peak (replicate padding at the border)."""
+    w = scores.shape[-1]
     padded = F.pad(scores, (1, 1, 1, 1), mode="replicate").flatten(2)
     y = torch.div(flat_index, w, rounding_mode="floor")
     x = flat_index - y * w
@@ -69,6 +64,18 @@ def refine_subpixel(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.Ten
     def at(dy: int, dx: int) -> torch.Tensor:
         return padded.gather(2, ((y + 1 + dy) * pw + (x + 1 + dx)).flatten(2)).view_as(y).to(scores.dtype)
 
+    return x, y, at
+
+
+def refine_subpixel(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel offsets by a 1-D quadratic fit along x and y at each peak.
+
+    Args:
+        scores: ``(B, C, H, W)``.
+        flat_index: ``(B, C, K)`` long, index ``y * W + x`` of integer peaks.
+    Returns: ``(B, C, K, 2)`` float (x, y) in pixels, offsets clamped to [-0.5, 0.5].
+    """
+    x, y, at = _neighbourhood(scores, flat_index)
     c, left, right, up, down = at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
     den_x, den_y = left - 2 * c + right, up - 2 * c + down
     eps = torch.finfo(scores.dtype).eps
@@ -83,15 +90,7 @@ def refine_subpixel_2d(scores: torch.Tensor, flat_index: torch.Tensor) -> torch.
     the 3x3 neighbourhood of each integer peak: offset ``-Hess^-1 grad``. Where the fit is not a
     maximum (the Hessian is not negative definite) or its offset leaves the pixel, the 1-D fits of
     :func:`refine_subpixel` are kept. Same arguments and result as :func:`refine_subpixel`."""
-    _, _, h, w = scores.shape
-    padded = F.pad(scores, (1, 1, 1, 1), mode="replicate").flatten(2)
-    y = torch.div(flat_index, w, rounding_mode="floor")
-    x = flat_index - y * w
-    pw = w + 2
-
-    def at(dy: int, dx: int) -> torch.Tensor:
-        return padded.gather(2, ((y + 1 + dy) * pw + (x + 1 + dx)).flatten(2)).view_as(y).to(scores.dtype)
-
+    x, y, at = _neighbourhood(scores, flat_index)
     c, left, right, up, down = at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0)
     gx, gy = (right - left) / 2, (down - up) / 2
     hxx, hyy = left - 2 * c + right, up - 2 * c + down

@@ -142,7 +142,6 @@ def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, radius: int = 3) ->
 def render_drawn(kinds: torch.Tensor, u: torch.Tensor, noise: torch.Tensor, size: int, style: DrawnStyle) -> torch.Tensor:
     """Render figures of generator kinds ``kinds`` ``(N,)`` from uniforms ``u`` ``(N, N_UNIFORMS)`` and
     pixel noise ``(N, S, S)``: ``(N, 3, S, S)`` uint8."""
-    n = kinds.shape[0]
     unit = size / 64.0
     width = _lerp(style.stroke_px, u[:, 0]) * unit                            # (N,) px
     points = outline_points(kinds, u, style, n_points=5 * size)               # (N, P, 2), long side ~ 1

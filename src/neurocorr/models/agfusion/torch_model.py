@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurocorr.backbones.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from neurocorr.errors import ConfigError
 from neurocorr.models.agfusion.attention_gate import MutualAttentionGate
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_NORMS = ("imagenet", "per_image")
 PER_IMAGE_EPS = 0.05  # on [0, 1] intensities: a flat channel maps to ~0 instead of noise / tiny std
 

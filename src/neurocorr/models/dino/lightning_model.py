@@ -10,7 +10,6 @@ monitoring and outputs are ours. At the end of fitting the teacher's backbone is
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -154,7 +153,7 @@ class DINOModule(NeurocorrModule):
         return {**batch, "image": image, "views": views}
 
     def _loss(self, views: list[torch.Tensor], update_center: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        n_global, b = self.crops.n_global, views[0].shape[0]
+        n_global = self.crops.n_global
         with torch.no_grad():
             teacher = self.teacher(torch.cat(views[:n_global])).chunk(n_global)
         student = list(self.net(torch.cat(views[:n_global])).chunk(n_global))

@@ -11,8 +11,8 @@ import torch
 from lightly.models.modules import DINOProjectionHead
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from neurocorr.backbones.normalisation import IMAGENET_MEAN, IMAGENET_STD
+
 INPUT_NORMS = ("imagenet", "per_image", "none")
 PER_IMAGE_EPS = 0.05  # the same per-image standardisation as agfusion's input_norm=per_image
 

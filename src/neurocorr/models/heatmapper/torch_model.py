@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from neurocorr.backbones.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from neurocorr.models.heatmapper.decoders import build_decoder
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class HeatmapperNet(nn.Module):
