@@ -88,7 +88,7 @@ def specs(mode: str) -> dict[str, Spec]:
     """Experiment configs per family: the CPU experiments on the CPU, the issue's batch shapes on a GPU;
     a family without its own entry runs its default pairing (``model=<family>``)."""
     tuned = _tuned_specs(mode)
-    gpu = ["trainer=gpu"] if mode == "gpu" else []
+    gpu = ["trainer=gpu", "trainer.accelerator=gpu"] if mode == "gpu" else []
     return {family: tuned.get(family, Spec([f"model={family}", *gpu], ("forward",))) for family in FAMILIES}
 
 
