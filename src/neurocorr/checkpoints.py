@@ -12,12 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import pytorch_lightning as pl
 
-from neurocorr.errors import ConfigError
+from neurocorr.errors import ConfigError, NeurocorrError
 from neurocorr.files import load_torch_file
 from neurocorr.families import FAMILIES, family_of
 from neurocorr.models.base import NeurocorrModule
@@ -102,7 +103,14 @@ def build_model(model_cfg: DictConfig | dict, source: str = "model") -> Neurocor
     """Instantiate a family's module from its config, after checking its target; store the config."""
     cfg = model_cfg if isinstance(model_cfg, DictConfig) else OmegaConf.create(model_cfg)
     checked_target(cfg, source)
-    model = instantiate(cfg, _convert_="partial")
+    try:
+        model = instantiate(cfg, _convert_="partial")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, NeurocorrError):
+            raise cause from err
+        reason = str(cause or err).strip().splitlines()[0] if str(cause or err).strip() else type(cause).__name__
+        raise ConfigError(f"{source}: cannot build {cfg.get('_target_')}: {reason}") from err
     if not isinstance(model, NeurocorrModule):  # a registered path that is not a module: a bug, still refused
         raise ConfigError(f"{source}: {cfg.get('_target_')} is not a NeurocorrModule")
     model.model_config = OmegaConf.to_container(cfg, resolve=True)

@@ -58,10 +58,12 @@ def load_torch_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
+        with open(path, "rb") as f:
+            pickled = zipfile.is_zipfile(path) or f.read(1) == b"\x80"  # a zip archive or a pickle stream
+        if pickled and "Weights only load failed" in str(err):
             raise ValueError("it holds objects other than tensors and plain data, which are never loaded "
                              "(weights_only=True)") from err
-        raise ValueError(f"not a PyTorch file ({_first_line(err)})") from err
+        raise ValueError("not a PyTorch file") from err
     except Exception as err:  # torch raises many types for damaged files
         kind = "a damaged or truncated PyTorch file" if zipfile.is_zipfile(path) else "not a PyTorch file"
         raise ValueError(f"{kind} ({_first_line(err)})") from err

@@ -126,3 +126,12 @@ def test_datamodule_trains_on_csv_pairs_and_image_crops(view_pairs):
     assert {"", "val"} >= set(test["set"])
     with pytest.raises(ConfigError, match="template_size"):
         TemplatePairsDataModule(root=str(view_pairs), template_size=48, context=16, scene_size=64)
+
+
+def test_a_template_larger_than_its_scene_names_the_row(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "scene.png")
+    Image.fromarray(np.zeros((80, 60, 3), np.uint8)).save(tmp_path / "tmpl.png")
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("template_image,tx,ty,tw,th,scene_image,x,y,w,h\ntmpl.png,,,,,scene.png,0,0,10,10\n")
+    with pytest.raises(DataError, match=r"row 2.*template \(60x80\) is larger than the scene .*scene.png \(40x40\)"):
+        read_template_pairs(csv)

@@ -96,3 +96,17 @@ def test_last_refuses_an_older_run_when_the_newest_has_no_checkpoint(tmp_path: P
     (newest / "config.yaml").write_text(f"task_name: train\nmodel:\n  _target_: {AGFUSION}\ndata:\n  root: a\n")
     with pytest.raises(ConfigError, match="has no checkpoint yet"):
         resolve_ckpt_path("last", tmp_path / "logs", AGFUSION, {"root": "a"})
+
+
+def test_a_text_file_as_checkpoint_is_one_line(tmp_path: Path) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(ConfigError, match=r"cannot read checkpoint .*notes.ckpt: not a PyTorch file$"):
+        load_checkpoint(text)
+
+
+def test_a_stored_config_that_cannot_be_built_is_one_line(tmp_path: Path) -> None:
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {}, CONFIG_KEY: {"_target_": AGFUSION}}, ckpt)  # no net
+    with pytest.raises(ConfigError, match="cannot build .*AGFusionModule: .*net"):
+        model_from_checkpoint(ckpt)

@@ -92,6 +92,10 @@ def read_template_pairs(csv_path: str | Path, check_images: bool = True) -> list
                 _inside(box, sizes[scene], "scene", scene, where)
                 if tbox is not None:
                     _inside(tbox, sizes[template], "template", template, where)
+                tw, th = (tbox[2], tbox[3]) if tbox is not None else sizes[template]
+                sw, sh = sizes[scene]
+                if tw > sw or th > sh:
+                    raise DataError(f"{where}: the template ({tw:g}x{th:g}) is larger than the scene {scene} ({sw}x{sh})")
             pairs.append(TemplatePair(n, template, tbox, scene, box))
     if not pairs:
         raise DataError(f"template pairs: {csv_path} has no rows")
