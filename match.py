@@ -1,6 +1,8 @@
-"""Match a folder of templates in a scene: ``python match.py scene=<image> templates=<folder>``."""
+"""Match a folder of templates in a scene: ``python match.py scene=<image> templates=<folder>``
+(an alias of ``python predict.py input=<scene> templates=<folder>`` for QATM)."""
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("NEUROCORR_ROOT", str(Path(__file__).resolve().parent))
@@ -14,7 +16,8 @@ from neurocorr.tasks.match import match  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="match")
 def main(cfg: DictConfig) -> None:
-    return cli(match)(cfg)
+    if cli(match)(cfg):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

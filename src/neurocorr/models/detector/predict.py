@@ -1,0 +1,104 @@
+"""Detector predictions: keypoints and descriptors per image, matches and a RANSAC homography per pair.
+
+Per image ``keypoints/<name>.npz``: ``xy`` ``(K, 2)`` float32 (x, y) in the original image's pixels
+(pixel centres at integers), ``score`` ``(K,)``, ``orientation`` ``(K,)`` radians (x right, y down),
+``scale`` ``(K,)`` original pixels per network pixel (the downscale of a large image), ``descriptors``
+``(K, D)``, ``image_size`` ``(H, W)``; and ``keypoints/<name>.png`` (keypoints with orientation ticks
+over the image, the score map below). Per pair (a pairs CSV or ``input=[a,b]``) ``matches/<a>__<b>``:
+``.npz`` (``index`` ``(M, 2)`` keypoint rows of a and b, ``xy_a``, ``xy_b``, ``distance``, ``inlier``
+``(M,)`` bool, ``H`` ``(3, 3)`` a -> b, NaN when none was found), ``.json`` (counts and H), ``.png``
+(side by side, inliers green); ``pairs.csv`` sums up every pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from neurocorr.data.detector import _limit_size
+from neurocorr.data.formats.image import read_image
+from neurocorr.files import write_atomic, write_json
+from neurocorr.models.detector.figures import plot_matches, plot_score_maps
+from neurocorr.models.detector.homography import estimate_homography
+from neurocorr.models.detector.matching import match_mnn
+from neurocorr.ops.geometry import warp_points
+from neurocorr.tasks.predict import PredictContext, write_csv
+from neurocorr.viz.artifacts import save_figure
+
+DEFAULT_MAX_SIDE = 1024
+
+
+def detect_file(ctx: PredictContext, path: Path, grey: bool, max_side: Optional[int]) -> dict[str, Any]:
+    """Keypoints of one image file in its original pixels (see the module docstring)."""
+    original = read_image(path, "L" if grey else "RGB")
+    image, s = _limit_size(original, max_side)
+    kp, desc, score = ctx.model.detect(image[None].to(ctx.device).float() / 255.0)
+    valid = kp.valid[0]
+    xy = (kp.xy[0][valid].double().cpu() + 0.5) / s - 0.5  # network pixels -> original pixels
+    return {"image": original, "xy": xy, "score": kp.score[0][valid].cpu(), "angle": kp.angle[0][valid].cpu(),
+            "scale": torch.full((int(valid.sum()),), 1.0 / s), "desc": desc[0][valid].float().cpu(),
+            "score_map": score[0].cpu()}
+
+
+def save_keypoints(ctx: PredictContext, path: Path, found: dict[str, Any]) -> list[Path]:
+    name = ctx.name(path)
+    folder = ctx.output / "keypoints"
+    arrays = {"xy": found["xy"].float().numpy(), "score": found["score"].float().numpy(),
+              "orientation": found["angle"].float().numpy(), "scale": found["scale"].float().numpy(),
+              "descriptors": found["desc"].numpy(), "image_size": np.asarray(found["image"].shape[-2:])}
+    npz = write_atomic(folder / f"{name}.npz", lambda tmp: np.savez(tmp, **arrays))
+    top = found["score"].argsort(descending=True)[:500]  # the strongest, so the figure stays legible
+    fig = plot_score_maps([found["image"]], [found["score_map"]], [found["xy"][top].float()], [found["angle"][top]])
+    return [npz, save_figure(fig, folder / f"{name}.png")]
+
+
+def match_pair(ctx: PredictContext, a: Path, b: Path, fa: dict[str, Any], fb: dict[str, Any],
+               ransac_px: float) -> dict[str, Any]:
+    """Mutual nearest neighbours, the RANSAC homography a -> b and its inliers; files written."""
+    m = match_mnn(fa["desc"], fb["desc"])
+    xy_a, xy_b = fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]]
+    H = estimate_homography(xy_a, xy_b, ransac_px)
+    inlier = torch.zeros(len(xy_a), dtype=torch.bool)
+    if H is not None:
+        inlier = (warp_points(xy_a, H) - xy_b).norm(dim=-1) < ransac_px
+    stem = ctx.output / "matches" / f"{ctx.name(a)}__{ctx.name(b)}"
+    arrays = {"index": m.index.numpy(), "xy_a": xy_a.float().numpy(), "xy_b": xy_b.float().numpy(),
+              "distance": m.distance.numpy(), "inlier": inlier.numpy(),
+              "H": H.numpy() if H is not None else np.full((3, 3), np.nan)}
+    write_atomic(stem.with_suffix(".npz"), lambda tmp: np.savez(tmp, **arrays))
+    summary = {"image_a": str(a), "image_b": str(b), "keypoints_a": len(fa["xy"]), "keypoints_b": len(fb["xy"]),
+               "matches": len(xy_a), "inliers": int(inlier.sum()), "ransac_px": ransac_px,
+               "H": H.tolist() if H is not None else None}
+    write_json(stem.with_suffix(".json"), summary)
+    panel = {"image1": fa["image"], "image2": fb["image"], "xy1": xy_a, "xy2": xy_b, "correct": inlier,
+             "label": f"{a.name} - {b.name}, RANSAC inliers green"}
+    save_figure(plot_matches([panel]), stem.with_suffix(".png"))
+    return summary
+
+
+def predict(ctx: PredictContext) -> list[Path]:
+    """Keypoints of every input image, then matches of every pair (see the module docstring)."""
+    grey = bool(ctx.setting("grey", ctx.model.net.in_channels == 1))
+    max_side = ctx.setting("max_side") or DEFAULT_MAX_SIDE
+    found: dict[Path, dict[str, Any]] = {}
+    for path in ctx.progress(ctx.images, "detect"):
+        result = ctx.attempt(str(path), lambda: detect_file(ctx, path, grey, int(max_side)))
+        if result is not None:
+            ctx.attempt(str(path), lambda: save_keypoints(ctx, path, result))
+            found[path] = {k: v for k, v in result.items() if k != "score_map"}
+    if ctx.pairs is None:
+        return []  # per-image files stay in the output folder; only summaries are logged to MLflow
+    summaries = []
+    ransac_px = float(ctx.model.evaluation.ransac_px)
+    for a, b in ctx.progress(ctx.pairs.paths, "match"):
+        if a not in found or b not in found:
+            ctx.failed.append((f"{a} - {b}", f"pair skipped: {a if a not in found else b} was not read"))
+            continue
+        summary = ctx.attempt(f"{a} - {b}", lambda: match_pair(ctx, a, b, found[a], found[b], ransac_px))
+        if summary is not None:
+            summaries.append(summary)
+    columns = ["image_a", "image_b", "keypoints_a", "keypoints_b", "matches", "inliers"]
+    return [write_csv(ctx.output / "pairs.csv", columns, summaries)]
