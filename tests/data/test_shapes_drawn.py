@@ -32,12 +32,12 @@ def test_sample_is_a_pure_function_of_seed_and_index() -> None:
 
 
 def test_classes_are_balanced_and_label_means_same_class() -> None:
-    batch = drawn_shape_pairs(1, torch.arange(600), 16)
+    batch = drawn_shape_pairs(1, torch.arange(1200), 16)
     assert torch.equal(batch["label"], (batch["class_a"] == batch["class_b"]).float())
     assert 0.45 < float(batch["label"].mean()) < 0.55
     for key in ("class_a", "class_b"):
         counts = torch.bincount(batch[key], minlength=len(CLASS_NAMES)).float()
-        expected = 600 / len(CLASS_NAMES)
+        expected = 1200 / len(CLASS_NAMES)
         assert float(counts.min()) > 0.75 * expected and float(counts.max()) < 1.25 * expected, counts
 
 
@@ -95,3 +95,20 @@ def test_easy_style_is_kept_by_config() -> None:
     pixels = easy.datasets["train"][0]["image_a"]
     assert len(torch.unique(pixels.flatten(1), dim=1).T) <= 40  # two flat colours and their anti-aliased edge
     assert math.isclose(float(drawn_shape_pairs(0, torch.arange(1), 16)["label"].numel()), 1.0)
+
+
+def test_hard_pairs_share_their_look_and_pointed_ellipses_have_tips() -> None:
+    from neurocorr.data.synthetic.drawn_outlines import closed_outline
+
+    plain = {"noise": (0.0, 0.0), "shading": 0.0, "inverted_p": 0.0, "filled_p": 0.0}
+    paper = lambda b: b.float().flatten(2).median(2).values  # noqa: E731  (N, 3) background colour
+    for p, expect_same in ((1.0, True), (0.0, False)):
+        batch = drawn_shape_pairs(5, torch.arange(32), 24, style=DrawnStyle.from_config({**plain, "shared_geometry_p": p}))
+        same_paper = (paper(batch["image_a"]) - paper(batch["image_b"])).abs().amax(1) <= 1
+        assert bool(same_paper.all()) if expect_same else float(same_paper.float().mean()) < 0.5
+    # a lens (pointedness 1) is thinner near its ends than the ellipse it came from, and as wide in the middle
+    zeros, two = torch.zeros(2, 12, 2), torch.full((2,), 2.0)
+    lens = closed_outline(zeros, torch.zeros(2, dtype=torch.long), two, pointed=torch.tensor([0.0, 1.0]))
+    near_end = lens[..., 0].abs() > 0.9
+    half_width = [float(lens[i][near_end[i], 1].abs().max()) for i in range(2)]
+    assert half_width[1] < 0.6 * half_width[0] and float(lens[1, :, 1].abs().max()) > 0.95

@@ -9,7 +9,7 @@ import torch
 from neurocorr.backbones.small_cnn import small_cnn
 from neurocorr.data.agfusion import ClassFoldersDataModule, ShapesDataModule
 from neurocorr.models.agfusion.lightning_model import AGFusionModule
-from neurocorr.models.agfusion.torch_model import AGFusionNet
+from neurocorr.models.agfusion.torch_model import AGFusionNet, AGFusionOutput
 
 
 def tiny_net(**kw: object) -> AGFusionNet:
@@ -74,3 +74,50 @@ def test_backbone_weights_of_a_checkpoint_start_another_run(tmp_path) -> None:
     torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(WeightsError, match="holds no net.backbone"):
         main([str(tmp_path / "other.ckpt"), str(tmp_path / "x.pth")])
+
+
+class CornerNet(torch.nn.Module):
+    """A stub net that is not D4-invariant: the logit reads the top row of a and the left column of b."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> AGFusionOutput:
+        logit = a[:, 0, 0, :].sum(1) * 3 + b[:, 0, :, 1].sum(1)
+        zeros = torch.zeros(a.shape[0], 2)
+        return AGFusionOutput(logit, logit.tanh(), zeros, zeros, zeros, zeros, zeros, zeros)
+
+
+def test_test_time_augmentation_makes_the_logit_invariant_to_d4() -> None:
+    from neurocorr.models.agfusion.dihedral import apply_dihedral
+
+    module = AGFusionModule(net=CornerNet(), optimizer=torch.optim.AdamW, identification_weight=0,
+                            test_time_augment=True).eval()
+    a, b = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    batch = {"image_a": a, "image_b": b, "label": torch.ones(4)}
+    for k in (1, 4, 6):
+        turn = torch.full((4,), k, dtype=torch.long)
+        turned = {"image_a": apply_dihedral(a, turn), "image_b": apply_dihedral(b, turn), "label": torch.ones(4)}
+        module.test_time_augment = True
+        assert torch.allclose(module._step(batch)[1].logit, module._step(turned)[1].logit, atol=1e-5)
+        module.test_time_augment = False  # without it the stub is not invariant
+        assert not torch.allclose(module._step(batch)[1].logit, module._step(turned)[1].logit, atol=1e-3)
+
+
+def test_random_affine_identity_area_turns_and_bad_ranges() -> None:
+    from neurocorr.errors import ConfigError
+    from neurocorr.models.agfusion.affine import RandomAffine
+
+    size = 33
+    coords = torch.arange(size, dtype=torch.float32) - size // 2
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    disc = ((x**2 + y**2) < 10**2).float().expand(8, 1, size, size)
+    bar = ((y.abs() < 2) & (x.abs() < 12)).float().expand(8, 1, size, size)
+    still = RandomAffine(rotation_deg=0, scale=(1, 1), aspect=(1, 1), translate=0)
+    assert torch.allclose(still(bar), bar, atol=1e-5)
+    stretch = RandomAffine(rotation_deg=180, scale=(1, 1), aspect=(3, 3), translate=0)
+    assert torch.allclose(torch.linalg.det(stretch.matrices(16)[:, :, :2]).abs(), torch.ones(16), atol=1e-4)  # area kept
+    turn = RandomAffine(rotation_deg=180, scale=(1, 1), aspect=(1, 1), translate=0)
+    g = torch.Generator().manual_seed(0)
+    assert float((turn(disc, g) - disc).abs().mean()) < 0.02                 # a disc is any turn of itself
+    assert float((turn(bar, g) - bar).abs().mean()) > 0.05                   # a bar is not
+    for bad in ({"scale": (0, 1)}, {"aspect": (0.5, 2)}, {"translate": -1}):
+        with pytest.raises(ConfigError, match="augment_affine"):
+            RandomAffine(**bad)

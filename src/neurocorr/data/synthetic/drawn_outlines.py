@@ -4,7 +4,10 @@ A class is a closed unit outline (an ellipse or a polygon whose corners lie near
 circle); each figure jitters its corners, may round them (Gaussian smoothing of the closed curve
 in the Fourier domain), is resampled by arc length, stretched to an aspect ratio, rotated, and
 drawn as one stroke from a random start point that stops short of or runs past the start, with
-low-frequency wobble along the way, sometimes with a straight tail past the end. Uniforms ``u[:, 20:74]`` of each figure drive all of it.
+low-frequency wobble along the way, sometimes with a straight tail past the end. Ellipses may be
+pointed at one end (a teardrop) or both (a lens, a leaf), as quick drawings of thin ellipses are;
+polygons may be sheared and tapered (a hand-drawn rectangle is often a parallelogram or a
+trapezoid). Uniforms ``u[:, 20:82]`` of each figure drive all of it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
 
 CLASS_NAMES = ("ellipse", "rectangle", "triangle", "hexagon", "star", "cross")
 ELLIPSE = 0
-N_UNIFORMS = 76          # per figure; the last two are reserved for the pair's class draw
+N_UNIFORMS = 84          # per figure; u[:, 82:84] are reserved for the pair's class draw
 MAX_VERTICES = 12
 OUTLINE_POINTS = 256     # samples of the closed outline before the stroke is drawn along it
 WOBBLE_FREQUENCIES = 4
@@ -62,10 +65,13 @@ def class_vertices(kinds: torch.Tensor, shape_u: torch.Tensor) -> tuple[torch.Te
 
 
 def closed_outline(vertices: torch.Tensor, counts: torch.Tensor, exponent: torch.Tensor,
-                   points: int = OUTLINE_POINTS) -> torch.Tensor:
+                   points: int = OUTLINE_POINTS, pointed: torch.Tensor | None = None,
+                   one_end: torch.Tensor | None = None) -> torch.Tensor:
     """``points`` samples of each closed outline, equal arc length apart: ``(N, points, 2)``. Ellipses
     (``counts == 0``) are superellipses ``|x|^p + |y|^p = 1`` with ``p = exponent`` ``(N,)``: 2 is an
-    ellipse, above 2 flatter sides (as a stretched hand-drawn circle has), never a corner."""
+    ellipse, above 2 flatter sides (as a stretched hand-drawn circle has). ``pointed`` ``(N,)`` >= 0
+    sharpens the ends at x = +-1 (y scaled by ``|sin t|^pointed``: 0 = none, 1 = a lens, 2 = a
+    cusp), at x = +1 only where ``one_end`` ``(N,)`` bool (a teardrop)."""
     t = torch.arange(points, dtype=torch.float32) / points
     m = counts.clamp_min(1)[:, None].float()
     s = t[None] * m                                                            # (N, points)
@@ -76,7 +82,11 @@ def closed_outline(vertices: torch.Tensor, counts: torch.Tensor, exponent: torch
     polygon = start + frac * (end - start)
     cos, sin = torch.cos(2 * math.pi * t)[None], torch.sin(2 * math.pi * t)[None]
     power = 2 / exponent[:, None]
-    circle = torch.stack([cos.sign() * cos.abs() ** power, sin.sign() * sin.abs() ** power], -1)
+    circle_y = sin.sign() * sin.abs() ** power
+    if pointed is not None:
+        k = pointed[:, None] * torch.where(one_end[:, None] & (cos < 0), 0.0, 1.0) if one_end is not None else pointed[:, None]
+        circle_y = circle_y * sin.abs() ** k
+    circle = torch.stack([(cos.sign() * cos.abs() ** power).expand_as(circle_y), circle_y], -1)
     outline = torch.where((counts == 0)[:, None, None], circle, polygon)
     return resample_closed(outline, points)
 
@@ -114,11 +124,11 @@ def _along(outline: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def _aspect(counts: torch.Tensor, u: torch.Tensor, style: "DrawnStyle") -> torch.Tensor:
-    """Long / short axis ``(N,)``: log-uniform in ``u**2`` (weighted towards 1); figures with many
+    """Long / short axis ``(N,)``: log-uniform in ``u**aspect_power`` (> 1: weighted towards 1); figures with many
     corners are stretched less (a flat hexagon reads as an ellipse at 64 px)."""
     low, high = math.log(style.aspect[0]), math.log(style.aspect[1])
     log_max = torch.where(counts > 4, min(high, math.log(STRETCH_MANY_CORNERS)), high)
-    return torch.exp(low + (log_max - low).clamp_min(0) * u**2)
+    return torch.exp(low + (log_max - low).clamp_min(0) * u**style.aspect_power)
 
 
 def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_points: int) -> torch.Tensor:
@@ -127,7 +137,16 @@ def outline_points(kinds: torch.Tensor, u: torch.Tensor, style: "DrawnStyle", n_
     jitter = style.vertex_jitter[0] + (style.vertex_jitter[1] - style.vertex_jitter[0]) * u[:, 20]
     vertices, counts = class_vertices(kinds, u[:, 21])
     vertices = vertices + jitter[:, None, None] * (2 * u[:, 47:71].view(n, MAX_VERTICES, 2) - 1)
-    outline = closed_outline(vertices, counts, style.superellipse[0] + (style.superellipse[1] - style.superellipse[0]) * u[:, 73])
+    # shear and taper (x += skew * y, x *= 1 + taper * y) of some polygons: parallelograms, trapezoids
+    distorted = (u[:, 79] < style.distort_p) & (counts > 0)
+    skew = torch.where(distorted, style.skew * (2 * u[:, 77] - 1), torch.zeros(n))[:, None]
+    taper = torch.where(distorted, style.taper * (2 * u[:, 78] - 1), torch.zeros(n))[:, None]
+    x, y = vertices[..., 0], vertices[..., 1]
+    vertices = torch.stack([(x + skew * y) * (1 + taper * y), y], -1)
+    pointed = torch.where(u[:, 74] < style.pointed_p, style.pointed[0] + (style.pointed[1] - style.pointed[0]) * u[:, 75],
+                          torch.zeros(n))
+    exponent = style.superellipse[0] + (style.superellipse[1] - style.superellipse[0]) * u[:, 73]
+    outline = closed_outline(vertices, counts, exponent, pointed=pointed, one_end=u[:, 76] < 0.5)
     aspect = _aspect(counts, u[:, 24], style)
     rounded = (u[:, 22] < style.corner_round_p) & (counts > 0)
     # rounding as a share of one side: a star's ten sides round as much as a square's four

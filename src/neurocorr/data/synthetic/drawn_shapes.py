@@ -24,6 +24,9 @@ from neurocorr.data.synthetic.drawn_outlines import CLASS_NAMES, N_UNIFORMS, out
 from neurocorr.errors import ConfigError
 
 Range = tuple[float, float]
+#: uniforms of a figure's look that a hard pair shares: stroke, scale, place, colours, blur, noise
+#: (0:4, 6:20), aspect and rotation (24, 25)
+SHARED_UNIFORMS = [0, 1, 2, 3, *range(6, 20), 24, 25]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +43,16 @@ class DrawnStyle:
     tail: Range = (0.03, 0.2)         # the tail's share of the stroke
     corner_round_p: float = 0.5       # share of polygons with rounded corners
     corner_round: Range = (0.005, 0.03)  # rounding: Gaussian smoothing width, fraction of the outline
-    superellipse: Range = (1.8, 2.8)  # ellipse exponent: 2 = ellipse, more = flatter sides
-    aspect: Range = (1.0, 12.0)       # long / short axis (log-uniform, weighted to 1)
+    superellipse: Range = (1.6, 2.6)  # ellipse exponent: 2 = ellipse, more = flatter sides
+    aspect: Range = (1.0, 12.0)       # long / short axis (log-uniform in u**aspect_power)
+    aspect_power: float = 1.5         # > 1 weights the aspect towards 1 (2: fewer thin figures)
+    pointed_p: float = 0.25           # share of ellipses pointed at one end (teardrop) or both (lens)
+    pointed: Range = (0.3, 1.5)       # pointedness: 0 = round, 1 = a lens, 2 = a cusp
+    distort_p: float = 0.4            # share of polygons sheared and tapered
+    skew: float = 0.35                # shear x += skew * y, up to +- this (shape radius 1)
+    taper: float = 0.3                # taper x *= 1 + taper * y, up to +- this
+    shared_geometry_p: float = 0.3    # share of pairs (same or different class alike) whose two figures
+                                      # share stroke, size, place, aspect, rotation and colours: only shape tells
     rotation_deg: float = 180.0       # rotated by up to +- this
     scale: Range = (0.35, 0.9)        # long side of the figure / image side
     offset: float = 1.0               # 0 = centred, 1 = anywhere that keeps the figure inside
@@ -187,6 +198,8 @@ def drawn_shape_pairs(
     classes = tuple(classes) if classes is not None else resolve_classes(None)
     style = style or DrawnStyle()
     u, noise = _uniforms(seed, indices, size)                                 # (N, 2, U), (N, 2, S, S)
+    shared = (u[:, 0, 80] < style.shared_geometry_p)[:, None]                  # hard pairs: one geometry
+    u[:, 1, SHARED_UNIFORMS] = torch.where(shared, u[:, 0, SHARED_UNIFORMS], u[:, 1, SHARED_UNIFORMS])
     k = len(classes)
     class_a = (u[:, 0, -1] * k).long().clamp_max(k - 1)
     same = u[:, 1, -1] < 0.5

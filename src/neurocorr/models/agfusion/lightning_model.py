@@ -22,7 +22,8 @@ from neurocorr.errors import ConfigError
 from neurocorr.models.agfusion.figures import plot_attention_pairs, plot_hardest_pairs
 from neurocorr.models.agfusion.torch_model import AGFusionNet, AGFusionOutput
 from neurocorr.models.base import NeurocorrModule
-from neurocorr.models.agfusion.dihedral import RandomDihedral
+from neurocorr.models.agfusion.affine import RandomAffine
+from neurocorr.models.agfusion.dihedral import RandomDihedral, apply_dihedral
 from neurocorr.viz.plots import plot_confusion_matrix, plot_embeddings, plot_roc
 
 
@@ -42,6 +43,10 @@ class AGFusionModule(NeurocorrModule):
         net: the network.
         loss: a loss on (logit, label), BCEWithLogitsLoss by default.
         augment: a random flip / 90-degree rotation (an element of D4) of each image, batched on the device.
+        augment_affine: ``None`` or the arguments of :class:`RandomAffine` (any rotation, size, aspect,
+            shift of each training image, after the D4 element; for small real training sets).
+        test_time_augment: at validation and test, the logit is the mean over the 8 elements of D4
+            applied to both images (8 forward passes).
         class_names: names of the classes for figures (taken from the data module when it has them).
         max_figure_samples: embeddings kept at test time for the projection figure.
         hardest_pairs: test pairs shown in the hardest-pairs figure (the most wrong probabilities).
@@ -63,6 +68,8 @@ class AGFusionModule(NeurocorrModule):
         net: AGFusionNet,
         loss: Optional[nn.Module] = None,
         augment: bool = True,
+        augment_affine: Optional[dict[str, Any]] = None,
+        test_time_augment: bool = False,
         class_names: Optional[list[str]] = None,
         max_figure_samples: int = 2000,
         hardest_pairs: int = 8,
@@ -82,6 +89,8 @@ class AGFusionModule(NeurocorrModule):
         # one of the 8 flips / 90-degree rotations per image, in one gather (kornia's flip + rot90
         # containers did the same in ~4 ms of Python per batch, a tenth of a CPU step)
         self.augment = RandomDihedral() if augment else None
+        self.affine = RandomAffine(**augment_affine) if augment_affine else None
+        self.test_time_augment = test_time_augment
         self.class_names = class_names
         self.max_figure_samples = max_figure_samples
         self.hardest_pairs = hardest_pairs
@@ -125,11 +134,20 @@ class AGFusionModule(NeurocorrModule):
                 image = batch[key].float().div_(255.0)
                 if augment:
                     image = self.augment(image)
+                if self.affine is not None and self.is_fitting:
+                    image = self.affine(image)
                 batch[key] = image.contiguous(memory_format=torch.channels_last) if image.is_cuda else image
         return batch
 
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AGFusionOutput]:
-        out = self.net(batch["image_a"], batch["image_b"])
+        image_a, image_b = batch["image_a"], batch["image_b"]
+        out = self.net(image_a, image_b)
+        if self.test_time_augment and not self.training and image_a.shape[-1] == image_a.shape[-2]:
+            logits = [out.logit]
+            for k in range(1, 8):  # the same element of D4 on both images
+                element = torch.full((image_a.shape[0],), k, dtype=torch.long)
+                logits.append(self.net(apply_dihedral(image_a, element), apply_dihedral(image_b, element)).logit)
+            out = out._replace(logit=torch.stack(logits).mean(0))
         return self.loss_fn(out.logit, batch["label"].float()), out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
