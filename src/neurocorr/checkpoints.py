@@ -117,13 +117,20 @@ def build_model(model_cfg: DictConfig | dict, source: str = "model") -> Neurocor
     return model
 
 
-def model_from_checkpoint(path: str | Path, fallback: Optional[DictConfig] = None) -> tuple[NeurocorrModule, dict[str, Any]]:
-    """Rebuild the module stored in ``path`` (its config and weights); returns it and the checkpoint."""
+def model_from_checkpoint(path: str | Path, fallback: Optional[DictConfig] = None,
+                          overrides: Optional[dict] = None) -> tuple[NeurocorrModule, dict[str, Any]]:
+    """Rebuild the module stored in ``path`` (its config and weights); returns it and the checkpoint.
+    ``overrides`` (nested, e.g. ``{"pck_threshold": 5}``) replace values of the stored model config
+    before it is built (see :func:`override_config`)."""
     state = load_checkpoint(path)
     stored = state.get(CONFIG_KEY)
     if stored is None and fallback is None:
         raise ConfigError(f"ckpt_path: {path} holds no neurocorr model config; pass model=<family> with it")
-    model = build_model(stored if stored is not None else fallback, source=f"checkpoint {path}")
+    config = stored if stored is not None else fallback
+    if overrides:
+        base = OmegaConf.to_container(config, resolve=False) if isinstance(config, DictConfig) else config
+        config = override_config(base, overrides, "model", f"the {family_of(base.get('_target_')) or 'model'} config in {path}")
+    model = build_model(config, source=f"checkpoint {path}")
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     if missing or unexpected:
         detail = ", ".join([f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]])
@@ -211,3 +218,45 @@ def _newer_run_without_checkpoint(
             continue
         return run
     return None
+
+
+#: keys of a data config that fix how images are prepared for the network (input side in px, grey or RGB)
+PREPROCESSING_KEYS = ("image_size", "grey")
+
+
+def stored_preprocessing(state: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing a checkpoint was trained with: the :data:`PREPROCESSING_KEYS` its stored data
+    config holds (e.g. ``{"image_size": 32}``), plus ``input_norm`` from its model config's network when
+    it has one (the normalisation happens inside the network). Empty for a checkpoint without configs."""
+    data = state.get(DATA_KEY) or {}
+    found = {key: data[key] for key in PREPROCESSING_KEYS if data.get(key) is not None}
+    net = (state.get(CONFIG_KEY) or {}).get("net") or {}
+    if isinstance(net, dict) and net.get("input_norm") is not None:
+        found["input_norm"] = net["input_norm"]
+    return found
+
+
+def leaf_keys(tree: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves of a nested dict (``_target_`` and ``_partial_`` left out)."""
+    if not isinstance(tree, dict) or not tree:
+        return [prefix[:-1]] if prefix else []
+    out: list[str] = []
+    for key, value in tree.items():
+        if str(key) not in ("_target_", "_partial_"):
+            out += leaf_keys(value, f"{prefix}{key}.")
+    return out
+
+
+def override_config(stored: dict, overrides: Any, group: str, source: str, extra_keys: tuple[str, ...] = ()) -> dict:
+    """``stored`` with the leaves of ``overrides`` (nested) replaced; a key that ``stored`` lacks (and that
+    is not in ``extra_keys``) is refused in one line naming it and listing the valid keys."""
+    if isinstance(overrides, DictConfig):
+        overrides = OmegaConf.to_container(overrides, resolve=True)
+    valid = leaf_keys(stored)
+    merged = OmegaConf.create(stored)
+    for key in leaf_keys(overrides):
+        known = key in extra_keys or any(v == key or v.startswith(key + ".") or key.startswith(v + ".") for v in valid)
+        if not known or key.split(".")[0] in ("_target_", "_partial_"):
+            raise ConfigError(f"{group}.{key} is not a setting of {source}; valid keys: {', '.join(valid + list(extra_keys))}")
+        OmegaConf.update(merged, key, OmegaConf.select(OmegaConf.create(overrides), key), merge=False, force_add=True)
+    return OmegaConf.to_container(merged, resolve=False)

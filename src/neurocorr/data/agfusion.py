@@ -27,7 +27,7 @@ from neurocorr.errors import ConfigError
 log = logging.getLogger(__name__)
 PAIR_KEYS = ("image_a", "image_b", "label", "class_a", "class_b")
 STYLES = ("easy", "drawn")
-CLASS_FOLDER_SPLITS = ("fractions", "all")
+CLASS_FOLDER_SPLITS = ("fractions", "all", "test_all")
 
 PairsFn = Callable[[int, torch.Tensor], dict[str, torch.Tensor]]
 
@@ -86,6 +86,26 @@ class ClassFolderPairs(Dataset):
             "class_a": torch.tensor(class_a),
             "class_b": torch.tensor(class_b),
         }
+
+
+class EveryImagePairs(ClassFolderPairs):
+    """Two pairs per image, in order: image ``i // 2`` of the flattened class folders with a seeded
+    partner of its own class (even ``i``) or of another class (odd ``i``), so that every image is
+    tested, once as a positive and once as a negative pair."""
+
+    def __init__(self, files: list[list[Path]], seed: int, image_size: int) -> None:
+        self.index = [(k, j) for k, images in enumerate(files) for j in range(len(images))]
+        super().__init__(files, seed, 2 * len(self.index), image_size)
+
+    def _draw(self, index: int) -> tuple[int, int, int, int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        class_a, i_a = self.index[index // 2]
+        if index % 2 == 0:
+            i_b = (i_a + 1 + int(torch.randint(len(self.files[class_a]) - 1, (1,), generator=g))) % len(self.files[class_a])
+            return class_a, i_a, class_a, i_b
+        n_classes = len(self.files)
+        class_b = (class_a + 1 + int(torch.randint(n_classes - 1, (1,), generator=g))) % n_classes
+        return class_a, i_a, class_b, int(torch.randint(len(self.files[class_b]), (1,), generator=g))
 
 
 class ShapesDataModule(NeurocorrDataModule):
@@ -153,8 +173,10 @@ class ClassFoldersDataModule(NeurocorrDataModule):
         group_pattern: a regex on the file name whose first capture group (or whole match) names
             the file's group, e.g. ``'^[^.]+\\.([^.]+)\\.'`` for the author in HDS names
             (``ellipse.u14.0003.png``); all images of a group go to one split.
-        split: ``fractions`` (disjoint train/val/test as above) or ``all`` (every split draws its
-            pairs from all images: for evaluating a model trained on other data).
+        split: ``fractions`` (disjoint train/val/test as above), ``all`` (every split draws its
+            pairs from all images: for evaluating a model trained on other data) or ``test_all`` (the
+            test set is every image, each in one same-class and one different-class pair; ``pairs`` is
+            ignored; train and val are empty: evaluation only).
         verify_images: check every image's header when the module is built.
         **loader: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
     """
@@ -182,6 +204,14 @@ class ClassFoldersDataModule(NeurocorrDataModule):
         for n in pairs:
             check_int("data.pairs", n, minimum=1)
         self.class_names, files = read_class_folders(root, min_per_class=MIN_PER_SPLIT, verify=verify_images)
+        if split == "test_all":
+            none: list[list[Path]] = [[] for _ in files]
+            self.split = ClassFolderSplit({"train": none, "val": none, "test": files},
+                                          {"train": 0, "val": 0, "test": sum(map(len, files))})
+            self.datasets = {"train": ClassFolderPairs(none, self.seed, 0, image_size),
+                             "val": ClassFolderPairs(none, self.seed, 0, image_size),
+                             "test": EveryImagePairs(files, self.seed + 303, image_size)}
+            return
         if split == "all":
             self.split = ClassFolderSplit({s: files for s in SPLITS}, {s: sum(map(len, files)) for s in SPLITS})
             log.info("class folders %s: split=all, every split draws pairs from all %d images", root, sum(map(len, files)))

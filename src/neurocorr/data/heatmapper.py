@@ -28,6 +28,8 @@ from neurocorr.data.formats.label_studio import KeypointTask, read_label_studio
 from neurocorr.errors import ConfigError, DataError
 from neurocorr.models.heatmapper.letterbox import letterbox_geometry, letterbox_image, to_input
 
+GAUGE_SPLITS = ("fractions", "test_all")
+
 
 class GaugeKeypoints(Dataset):
     """Images letterboxed to ``image_size`` x ``image_size`` with their keypoints moved accordingly.
@@ -110,6 +112,9 @@ class GaugesDataModule(NeurocorrDataModule):
         fractions: train/val/test shares of ``annotations``.
         cache: keep the letterboxed images in memory.
         test_split: the folder under ``root`` that ``test`` reads (``test`` or ``test_heldout``).
+        split: ``fractions`` (train/val/test as above) or ``test_all``: every labelled task (of
+            ``annotations``, or of all the exports under ``root``) is the test set, train and val are
+            empty (for evaluating a whole real set; fitting needs ``fractions``).
         **base: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
     """
 
@@ -125,18 +130,26 @@ class GaugesDataModule(NeurocorrDataModule):
         fractions: Sequence[float] = (0.8, 0.1, 0.1),
         cache: bool = True,
         test_split: str = "test",
+        split: str = "fractions",
         **base: Any,
     ) -> None:
         super().__init__(**base)
         check_int("data.image_size", image_size, minimum=8)
+        if split not in GAUGE_SPLITS:
+            raise ConfigError(f"data.split must be one of {list(GAUGE_SPLITS)}, got {split!r}")
         if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
             raise ConfigError(f"data.fractions must be three non-negative numbers summing to 1, got {list(fractions)}")
         self.class_names = ["start", "middle", "end"]
+        self.split = split
         if annotations:
             split_tasks, source = self._split_export(annotations, image_root, fractions)
         else:
             split_tasks, source = self._read_root(root, image_root, test_split)
+        if split == "test_all":  # one test set of every labelled task; nothing to fit on
+            split_tasks = {"train": [], "val": [], "test": [t for s in SPLITS for t in split_tasks[s]]}
         for s in SPLITS:
+            if split == "test_all" and s != "test":
+                continue
             if s != "train" and not split_tasks[s]:
                 raise DataError(f"gauge data {source}: the {s} split is empty")
             if split_tasks[s] and not any(len(t.labels) for t in split_tasks[s]):  # its PCK would be NaN
@@ -150,7 +163,7 @@ class GaugesDataModule(NeurocorrDataModule):
         n_val = int(round(fractions[1] * len(tasks)))
         cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
         split_tasks = {s: [tasks[i] for i in cuts[s]] for s in SPLITS}
-        if not split_tasks["train"]:
+        if not split_tasks["train"] and self.split != "test_all":
             raise DataError(f"Label Studio export {annotations}: {len(tasks)} annotated tasks leave none for training")
         return split_tasks, str(annotations)
 

@@ -1,19 +1,112 @@
-"""The evaluate task: test a checkpoint (or an untrained family as a baseline) on a data set."""
+"""The evaluate task: test a checkpoint (or an untrained family as a baseline) on a data set.
+
+The model and its data config come from the checkpoint. On the command line:
+- ``model.<key>=<value>`` changes a setting of the stored model config (``model.pck_threshold=5``,
+  ``model.extraction.method=meanshift``, ``model.top_k=500``); a key the stored config lacks is refused
+  in one line listing the valid keys;
+- ``data=<set>`` replaces the data set; the preprocessing the checkpoint was trained with
+  (``checkpoints.stored_preprocessing``: input size, grey/RGB) is kept unless that key is given too, and a
+  difference between the two is one warning naming both values;
+- ``data.<key>=<value>`` without ``data=`` changes a setting of the stored data config (for example
+  ``data.split=test_all`` to evaluate a whole labelled set).
+
+``conf/evaluate.yaml`` selects ``model: checkpoint`` and ``data: checkpoint`` (registered below): open
+nodes, so that Hydra accepts keys it cannot know before the checkpoint is read.
+"""
 
 from __future__ import annotations
 
+import inspect
+import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neurocorr.checkpoints import DATA_KEY, build_model, checked_target, model_from_checkpoint, resolve_ckpt_path
+from neurocorr.checkpoints import (DATA_KEY, build_model, checked_target, model_from_checkpoint, override_config,
+                                   resolve_ckpt_path, stored_preprocessing)
 from neurocorr.errors import ConfigError
 from neurocorr.families import family_of
 from neurocorr.tasks import common
 from neurocorr.tasks.build import build_datamodule, build_trainer, check_pairing
 from neurocorr.tasks.validate import validate_config
+
+log = logging.getLogger("neurocorr")
+
+#: the option of the model and data groups that means "what the checkpoint stores" (conf/evaluate.yaml)
+FROM_CHECKPOINT = "checkpoint"
+
+
+def register_configs() -> None:
+    """Register ``model/checkpoint`` and ``data/checkpoint``: empty configs whose struct flag is off, so that
+    ``model.<key>=`` and ``data.<key>=`` reach the task (Hydra refuses unknown keys of a struct node)."""
+    store = ConfigStore.instance()
+    for group in ("model", "data"):
+        node = OmegaConf.create({})
+        OmegaConf.set_struct(node, False)
+        store.store(group=group, name=FROM_CHECKPOINT, node=node)
+
+
+register_configs()  # before @hydra.main composes conf/evaluate.yaml (evaluate.py imports this module first)
+
+
+def command_line_keys(cfg: DictConfig) -> set[str]:
+    """Keys set on the command line (``data.image_size=64`` -> ``data.image_size``), from Hydra's record."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        task = list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed outside @hydra.main (tests carry the record in cfg)
+        task = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
+    return {str(item).split("=", 1)[0].lstrip("+~") for item in task if "=" in str(item)}
+
+
+def _partial(node: Any) -> Optional[dict]:
+    """A group node without ``_target_`` (settings to apply to the stored config), as a dict, else None."""
+    if isinstance(node, DictConfig) and len(node) and "_target_" not in node:
+        return OmegaConf.to_container(node, resolve=True)
+    return None
+
+
+def keep_stored_preprocessing(data_cfg: DictConfig, stored: dict[str, Any], explicit: set[str], data_name: str) -> DictConfig:
+    """``data_cfg`` with the checkpoint's preprocessing values where it has the same keys, unless the key was
+    given on the command line; one warning per key whose given and stored values differ."""
+    out = data_cfg.copy()
+    for key, trained in stored.items():
+        if key not in data_cfg or data_cfg.get(key) == trained:
+            continue
+        given = data_cfg.get(key)
+        if f"data.{key}" in explicit:
+            log.warning("data.%s=%s was given; the checkpoint was trained with data.%s=%s: evaluating at %s",
+                        key, given, key, trained, given)
+            continue
+        log.warning("data.%s: data=%s sets %s, the checkpoint was trained with %s: evaluating at %s "
+                    "(pass data.%s=%s to use the other)", key, data_name, given, trained, trained, key, given)
+        out[key] = trained
+    return out
+
+
+def data_config(cfg: DictConfig, state: Optional[dict], source: str) -> tuple[DictConfig, str]:
+    """The data config to test on and its name: ``data=`` (with the stored preprocessing), or the stored
+    data config with ``data.<key>=`` settings applied."""
+    given, stored = cfg.get("data"), (state or {}).get(DATA_KEY)
+    explicit = command_line_keys(cfg)
+    if isinstance(given, DictConfig) and "_target_" in given:
+        name = common.choice(cfg, "data") or str(given.get("_target_")).rsplit(".", 1)[-1]
+        preprocessing = {k: v for k, v in stored_preprocessing(state or {}).items() if k in given}
+        return keep_stored_preprocessing(given, preprocessing, explicit, name), name
+    if not stored:
+        raise ConfigError(f"{source} stores no data config: pass data=<set> (and its data.root)")
+    name = str(stored.get("_target_")).rsplit(".", 1)[-1]
+    settings = _partial(given)
+    if settings:
+        cls = get_object(str(stored.get("_target_")))
+        accepted = tuple(k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "base", "loader", "kwargs"))
+        stored = override_config(stored, settings, "data", f"the data config in {source} ({name})", accepted)
+    return OmegaConf.create(stored), name
 
 
 def evaluate(cfg: DictConfig) -> Optional[float]:
@@ -24,25 +117,29 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
     validate_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
-    chosen = cfg.get("model")
+    node = cfg.get("model")
+    chosen = node if isinstance(node, DictConfig) and "_target_" in node else None
+    settings = _partial(node)
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), checked_target(chosen, "model") if chosen else None)
+    state: Optional[dict] = None
     if ckpt is not None:
-        model, state = model_from_checkpoint(ckpt)
-        stored_data = state.get(DATA_KEY)
+        model, state = model_from_checkpoint(ckpt, overrides=settings)
         source = f"checkpoint {ckpt}"
     elif chosen:
-        model, stored_data, source = build_model(chosen), None, "untrained"
+        model, source = build_model(chosen), "untrained"
+    elif settings:
+        raise ConfigError(f"model.{next(iter(settings))}=... changes a checkpoint's model: pass ckpt_path=<file|last> "
+                          f"(or model=<family> to evaluate an untrained network)")
     else:
         raise ConfigError("evaluate needs ckpt_path=<file|last>, or model=<family> backbone=<name> to evaluate an untrained network")
     family = family_of((model.model_config or {}).get("_target_")) or "model"
     if chosen and chosen.get("_target_") != (model.model_config or {}).get("_target_"):
         raise ConfigError(f"model={chosen.get('_target_')} was given, but {source} holds a {family} model")
-    data_cfg = cfg.get("data") or (OmegaConf.create(stored_data) if stored_data else None)
-    if data_cfg is None:
-        raise ConfigError(f"{source} stores no data config: pass data=<set> (and its data.root)")
-    datamodule = build_datamodule(data_cfg, "data" if cfg.get("data") else f"{source} data")
-    data_name = common.choice(cfg, "data") or str(data_cfg.get("_target_")).rsplit(".", 1)[-1]
+    data_cfg, data_name = data_config(cfg, state, source)
+    datamodule = build_datamodule(data_cfg, "data" if "_target_" in (cfg.get("data") or {}) else f"{source} data")
     check_pairing(model, datamodule, family, data_name)
+    with open_dict(cfg):  # the run's config.yaml and MLflow params: what was evaluated, not the empty groups
+        cfg.model, cfg.data = OmegaConf.create(model.model_config or {}), data_cfg
 
     uri = common.mlflow_uri(cfg)
     loggers = common.build_loggers(cfg, output_dir, experiment_name=f"neurocorr-{family}")
