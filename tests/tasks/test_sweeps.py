@@ -37,19 +37,27 @@ def test_optuna_sweep_parent_run_children_best_and_resume(tmp_path: Path) -> Non
     assert first.returncode != 0
     study = optuna.load_study(study_name="agfusion", storage=f"sqlite:///{tmp_path}/logs/optuna/studies.db")
     assert [t.state.name for t in study.trials][:1] == ["COMPLETE"]
+    first_sweep = next((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    statuses = [row.split(",")[2] for row in (first_sweep / "sweep_summary.csv").read_text().splitlines()[1:]]
+    assert statuses[0] == "finished" and set(statuses[1:]) <= {"interrupted"}  # [1] if the trial had begun
+    (parent,) = [r for r in _runs(tmp_path) if r.data.tags.get("neurocorr.sweep") == "parent"]
+    assert parent.info.status == "KILLED"
 
     again = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="agfusion", storage=f"sqlite:///{tmp_path}/logs/optuna/studies.db")
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3  # the first one plus the two still to do
     second_sweep = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())[-1]
-    assert len((second_sweep / "sweep_summary.csv").read_text().splitlines()) == 1 + 2
+    rows = (second_sweep / "sweep_summary.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[2] for r in rows] == statuses + ["finished", "finished"]
+    assert rows[0].endswith(first_sweep.name) and rows[-1].endswith(",")  # earlier trials name their sweep
     runs = _runs(tmp_path)
-    parents = [r for r in runs if r.data.tags.get("neurocorr.sweep") == "parent" and r.info.status == "FINISHED"]
-    assert len(parents) == 1
+    parents = [r for r in runs if r.data.tags.get("neurocorr.sweep") == "parent"]
+    assert [p.info.status for p in parents] == ["FINISHED"]  # the interrupted parent continued
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == 2 and sum(r.data.tags.get("neurocorr.best_trial") == "true" for r in children) == 1
-    assert parents[0].data.tags["neurocorr.best_run"] in {r.info.run_id for r in children}
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert len(finished) == 3 and sum(r.data.tags.get("neurocorr.best_trial") == "true" for r in children) == 1
+    assert parents[0].data.tags["neurocorr.best_run"] in {r.info.run_id for r in finished}
 
 
 @pytest.mark.slow

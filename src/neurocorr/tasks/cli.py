@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from neurocorr.errors import NeurocorrError, TrialPruned
 from neurocorr.tasks import common, process, run_folder, tracking
-from neurocorr.tasks.sweep import record_trial
+from neurocorr.tasks.sweep import close_interrupted, record_trial
 
 log = logging.getLogger("neurocorr")
 Task = Callable[[DictConfig], Optional[float]]
@@ -112,6 +112,9 @@ def cli(task: Task) -> Task:
             if signum is not None:
                 tracking.end_runs(common.CURRENT.loggers, "KILLED")
                 common.CURRENT = common.RunRecord()
+                if multirun:
+                    _record_trial("interrupted", None, str(process.Interrupted(signum)))
+                    close_interrupted(Path(HydraConfig.get().sweep.dir), cfg, str(process.Interrupted(signum)))
                 print(f"neurocorr: error: interrupted by {process.Interrupted(signum)}; the run keeps its "
                       f"checkpoints: resume with ckpt_path=last", file=sys.stderr, flush=True)
                 sys.exit(128 + signum)

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -53,12 +54,46 @@ def best_trial(trials: list[dict[str, Any]], maximize: bool) -> Optional[dict[st
 def summary_csv(trials: list[dict[str, Any]], best: Optional[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["trial", "overrides", "status", "objective", "best", "mlflow_run", "error"])
+    writer.writerow(["trial", "overrides", "status", "objective", "best", "mlflow_run", "error", "sweep"])
     for t in trials:
         overrides = [o for o in t["overrides"] if not o.startswith("+optuna.")]  # the sweeper's bookkeeping
         writer.writerow([t["trial"], " ".join(overrides), t["status"], t.get("objective"),
-                         "yes" if best is not None and t["trial"] == best["trial"] else "", t.get("run_id") or "", t["error"]])
+                         "yes" if best is not None and t is best else "", t.get("run_id") or "", t["error"],
+                         t.get("sweep", "")])
     return out.getvalue()
+
+
+def _study_key(config: DictConfig) -> Optional[str]:
+    """``<storage>#<study>`` of a persistent Optuna sweep (its parent run continues when it resumes)."""
+    storage = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+    study = OmegaConf.select(config, "hydra.sweeper.study_name", default=None)
+    return f"{storage}#{study}" if storage and study else None
+
+
+def _earlier_trials(parent_tags: dict[str, str], sweep_dir: Path) -> list[dict[str, Any]]:
+    """The trials of the earlier, interrupted sweeps of a resumed study (marked with their sweep folder)."""
+    trials = []
+    for folder in filter(None, parent_tags.get("neurocorr.sweep_dirs", "").split(os.pathsep)):
+        if Path(folder) != sweep_dir:
+            trials += [{**t, "sweep": Path(folder).name} for t in read_trials(Path(folder))]
+    return trials
+
+
+def close_interrupted(sweep_dir: Path, trial_config: DictConfig, signal_name: str) -> None:
+    """An interrupted sweep (called by the trial that got the signal): the summary of the trials so far
+    written to the sweep folder and the parent MLflow run ended KILLED; the same command resumes it."""
+    trials = read_trials(sweep_dir)
+    if trials:
+        write_text(sweep_dir / "sweep_summary.csv", summary_csv(trials, None))
+    uri = OmegaConf.select(trial_config, "logger.mlflow.tracking_uri", default=None)
+    parent = os.environ.pop(PARENT_ENV, None)
+    if uri is None or parent is None:
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    client.set_tag(parent, "neurocorr.interrupted_by", signal_name)
+    client.set_terminated(parent, status="KILLED")
 
 
 def _maximize(config: DictConfig) -> bool:
@@ -84,9 +119,11 @@ class SweepSummary(Callback):
 
     def __init__(self) -> None:
         self.parent: Optional[str] = None
+        self.earlier: list[dict[str, Any]] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # the experiment name interpolates ${hydra:runtime.choices}
+        self._stop_cleanly_between_trials(config)
         uri, name = _mlflow(config)
         if uri is None:
             return
@@ -99,8 +136,20 @@ class SweepSummary(Callback):
         experiment = client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
         sweep_dir = str(config.hydra.sweep.dir)
-        run = client.create_run(experiment_id, run_name=f"sweep {Path(sweep_dir).name}",
-                                tags={"neurocorr.sweep_dir": sweep_dir, "neurocorr.sweep": "parent"})
+        study = _study_key(config)
+        resumed = self._unfinished_parent(client, experiment_id, study)
+        if resumed is not None:  # the same Optuna study again: its interrupted parent run continues
+            self.parent = resumed.info.run_id
+            self.earlier = _earlier_trials(resumed.data.tags, Path(sweep_dir))
+            dirs = resumed.data.tags.get("neurocorr.sweep_dirs", "")
+            client.set_tag(self.parent, "neurocorr.sweep_dirs", os.pathsep.join(filter(None, [dirs, sweep_dir])))
+            client.update_run(self.parent, status="RUNNING")
+            os.environ[PARENT_ENV] = self.parent
+            return
+        tags = {"neurocorr.sweep_dir": sweep_dir, "neurocorr.sweep_dirs": sweep_dir, "neurocorr.sweep": "parent"}
+        if study is not None:
+            tags["neurocorr.study"] = study
+        run = client.create_run(experiment_id, run_name=f"sweep {Path(sweep_dir).name}", tags=tags)
         self.parent = run.info.run_id
         os.environ[PARENT_ENV] = self.parent
         overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
@@ -109,11 +158,36 @@ class SweepSummary(Callback):
         if params:
             client.log_param(self.parent, "sweep.search_space", json.dumps(OmegaConf.to_container(params))[:6000])
 
+    @staticmethod
+    def _stop_cleanly_between_trials(config: DictConfig) -> None:
+        """SIGTERM / SIGINT while no trial runs (a running trial has its own handler, see ``tasks.cli``):
+        the summary so far and the parent run KILLED, then exit 143 / 130."""
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+
+        def stop(signum: int, frame: Any) -> None:
+            close_interrupted(sweep_dir, config, signal.Signals(signum).name)
+            print(f"neurocorr: error: sweep interrupted by {signal.Signals(signum).name}; the same command resumes "
+                  f"an Optuna study", file=sys.stderr, flush=True)
+            sys.exit(128 + signum)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
+
+    @staticmethod
+    def _unfinished_parent(client: Any, experiment_id: str, study: Optional[str]) -> Any:
+        if study is None:
+            return None
+        quoted = study.replace("'", "\\'")
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`neurocorr.study` = '{quoted}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs and runs[0].info.status != "FINISHED" else None
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        trials = read_trials(sweep_dir)
-        best = best_trial(trials, _maximize(config))
-        path = write_text(sweep_dir / "sweep_summary.csv", summary_csv(trials, best)) if trials else None
+        trials = read_trials(sweep_dir)  # this sweep's trials decide its exit status
+        everything = self.earlier + trials  # a resumed study's summary holds the earlier trials too
+        best = best_trial(everything, _maximize(config))
+        path = write_text(sweep_dir / "sweep_summary.csv", summary_csv(everything, best)) if everything else None
         failed = [t for t in trials if t["status"] != "finished"]
         self._close_parent(config, path, best, failed)
         if path is None:
