@@ -25,7 +25,7 @@ mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --port 5000
 
 lint: $(STAMP)
-	$(BIN)/python -m pip install --quiet ruff==0.15.2 && $(BIN)/ruff check src tests bench train.py evaluate.py match.py
+	$(BIN)/python -m pip install --quiet ruff==0.15.2 && $(BIN)/ruff check src tests bench train.py evaluate.py match.py predict.py export.py
 
 clean-runs:
 	rm -rf logs mlruns

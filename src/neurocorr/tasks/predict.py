@@ -51,8 +51,8 @@ def predictor_of(family: str) -> Callable[["PredictContext"], list[Path]]:
 
 @dataclass
 class PairsTable:
-    """A pairs CSV: ``rows`` (every column kept, as read), the two image columns ``a`` and ``b``, and
-    ``paths`` ``(N, 2)``: the images of each row (relative paths are relative to the CSV's folder)."""
+    """A pairs CSV: ``rows`` (every column kept, as read), the names of its two image columns ``a`` and
+    ``b``, and ``paths`` ``(N, 2)``: the images of each row (relative to the CSV's folder unless absolute)."""
 
     columns: list[str]
     a: str
@@ -98,7 +98,7 @@ class PredictContext:
 
     def progress(self, items: list[T], what: str) -> Iterable[T]:
         """``items`` with a progress bar on stderr (none for a single item)."""
-        return tqdm(items, desc=what, unit="", disable=len(items) < 2, file=sys.stderr, dynamic_ncols=True)
+        return tqdm(items, desc=what, disable=len(items) < 2, file=sys.stderr, dynamic_ncols=True)
 
     def attempt(self, what: str, fn: Callable[[], T]) -> Optional[T]:
         """``fn()``, or None if it raised a :class:`DataError` (printed in one line and recorded)."""
@@ -112,25 +112,28 @@ class PredictContext:
 
 
 def read_pairs_csv(path: Path) -> PairsTable:
-    """The first two columns of a CSV are the image paths; a first row of two image file names is
-    data (columns ``image_a``, ``image_b``), anything else is the header."""
+    """The image columns of a CSV are the first two whose first value names an image file; a first row
+    of such names is data (columns ``image_a``, ``image_b``, ...), anything else is the header."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f) if r]
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ConfigError(f"input: pairs CSV {path} cannot be read: {err}") from err
-    if not rows or len(rows[0]) < 2:
-        raise ConfigError(f"input: pairs CSV {path} needs two columns of image paths")
-    looks_like_image = all(Path(c.strip()).suffix.lower() in IMAGE_SUFFIXES for c in rows[0][:2])
-    columns = ["image_a", "image_b"] + [f"column_{i}" for i in range(2, len(rows[0]))] if looks_like_image else rows[0]
-    body = rows if looks_like_image else rows[1:]
-    table = [dict(zip(columns, r)) for r in body]
-    bad = [i for i, r in enumerate(body) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
+    def image_columns(row: list[str]) -> list[int]:
+        return [i for i, c in enumerate(row) if Path(c.strip()).suffix.lower() in IMAGE_SUFFIXES][:2]
+    headerless = bool(rows) and len(image_columns(rows[0])) == 2
+    body = rows if headerless else rows[1:]
+    if not body or len(image_columns(body[0])) < 2:
+        raise ConfigError(f"input: pairs CSV {path} needs two columns of image paths (and a row of data)")
+    width = max(len(r) for r in rows)
+    columns = ["image_a", "image_b"] + [f"column_{i}" for i in range(2, width)] if headerless else rows[0]
+    ia, ib = image_columns(body[0])
+    bad = [n for n, r in enumerate(body) if len(r) <= ib or not r[ia].strip() or not r[ib].strip()]
     if bad:
-        raise ConfigError(f"input: pairs CSV {path}: row {bad[0] + 1 + (not looks_like_image)} has no two image paths")
+        raise ConfigError(f"input: pairs CSV {path}: row {bad[0] + 1 + (not headerless)} has no two image paths")
     resolve = (lambda p: p if p.is_absolute() else path.parent / p)  # noqa: E731
-    paths = [(resolve(Path(r[0].strip())), resolve(Path(r[1].strip()))) for r in body]
-    return PairsTable(columns, columns[0], columns[1], table, paths)
+    paths = [(resolve(Path(r[ia].strip())), resolve(Path(r[ib].strip()))) for r in body]
+    return PairsTable(columns, columns[ia], columns[ib], [dict(zip(columns, r)) for r in body], paths)
 
 
 def parse_input(value: Any) -> tuple[list[Path], Optional[PairsTable], Path]:
