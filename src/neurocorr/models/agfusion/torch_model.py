@@ -11,6 +11,7 @@ from torch import nn
 from neurocorr.backbones.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from neurocorr.errors import ConfigError
 from neurocorr.models.agfusion.attention_gate import MutualAttentionGate
+from neurocorr.models.agfusion.moments import align_by_moments
 
 INPUT_NORMS = ("imagenet", "per_image")
 PER_IMAGE_EPS = 0.05  # on [0, 1] intensities: a flat channel maps to ~0 instead of noise / tiny std
@@ -48,12 +49,18 @@ class AGFusionNet(nn.Module):
             shape several times faster without them).
         gate: ``True`` = the mutual attention gate; ``False`` = no exchange between the branches
             (the ablation: each branch's features are pooled as they are, attention maps are zeros).
+        align_max_stretch: ``None`` or the largest stretch of the moment alignment applied to each
+            image before the backbone (:mod:`~neurocorr.models.agfusion.moments`: ink centred, long
+            axis horizontal, size fixed, elongation reduced by up to this factor).
     Input: two ``(B, 3, H, W)`` float images in [0, 1].
     """
 
     def __init__(self, backbone: nn.Module, embedding_dim: int = 128, gate_reduction: int = 8,
-                 input_norm: str = "imagenet", gate: bool = True) -> None:
+                 input_norm: str = "imagenet", gate: bool = True, align_max_stretch: float | None = None) -> None:
         super().__init__()
+        if align_max_stretch is not None and align_max_stretch < 1:
+            raise ConfigError(f"model.net.align_max_stretch must be null or >= 1, got {align_max_stretch}")
+        self.align_max_stretch = align_max_stretch
         if input_norm not in INPUT_NORMS:
             raise ConfigError(f"model.net.input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}")
         self.input_norm = input_norm
@@ -72,6 +79,8 @@ class AGFusionNet(nn.Module):
 
     def embed_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features of ``(B, 3, H, W)`` images in [0, 1]: ``(B, C, h, w)``."""
+        if self.align_max_stretch is not None:
+            images = align_by_moments(images, self.align_max_stretch)
         if self.input_norm == "per_image":
             mean = images.mean(dim=(2, 3), keepdim=True)
             std = images.std(dim=(2, 3), keepdim=True)
