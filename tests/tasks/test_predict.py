@@ -69,12 +69,12 @@ def test_detector_keypoints_in_original_pixels_and_pair_matches(make_cfg, tmp_pa
     ckpt = checkpoint(make_cfg, tmp_path, "detector")
     folder = images(tmp_path / "in", [(120, 72), (96, 96)])  # 120 px wide: downscaled to max_side=64
     (folder / "pairs.csv").write_text("first,second,note\na.png,b.png,x\nb.png,broken.png,y\n")
-    failed, out = run(make_cfg, ckpt, f"input={folder / 'pairs.csv'}")
+    failed, out = run(make_cfg, ckpt, f"input={folder / 'pairs.csv'}", "model.top_k=30")
     assert failed == 2 and all(name.endswith("broken.png") for name in failed_inputs(out))  # the image and its pair
     assert "broken.png" in capsys.readouterr().err
     kp = np.load(out / "keypoints" / "a.npz")
     k = kp["xy"].shape[0]
-    assert k > 0 and kp["descriptors"].shape[0] == k and kp["score"].shape == kp["orientation"].shape == (k,)
+    assert 0 < k <= 30 and kp["descriptors"].shape[0] == k and kp["score"].shape == kp["orientation"].shape == (k,)
     assert tuple(kp["image_size"]) == (72, 120) and np.allclose(kp["scale"], 120 / 64)
     assert (kp["xy"] >= -0.5).all() and (kp["xy"][:, 0] <= 119.5).all() and (kp["xy"][:, 1] <= 71.5).all()
     assert kp["xy"][:, 0].max() > 64  # coordinates of the original, not of the 64 px network input
@@ -128,7 +128,7 @@ def test_agfusion_pairs_csv_and_classes(make_cfg, tmp_path):
     ckpt = checkpoint(make_cfg, tmp_path, "agfusion")
     folder = images(tmp_path / "in", [(40, 30), (64, 64), (20, 50)])
     (folder / "pairs.csv").write_text("left,right,truth\na.png,b.png,0\nb.png,c.png,1\nc.png,broken.png,0\n")
-    failed, out = run(make_cfg, ckpt, f"input={folder / 'pairs.csv'}", "threshold=0.0")
+    failed, out = run(make_cfg, ckpt, f"input={folder / 'pairs.csv'}", "threshold=0.0", "data.image_size=40")
     rows = list(csv.DictReader(open(out / "pairs.csv")))
     assert failed == 2 and [r["truth"] for r in rows] == ["0", "1"]  # extra columns kept; the bad pair left out
     assert all(0.0 <= float(r["p_same"]) <= 1.0 and r["same"] == "1" for r in rows)
@@ -166,4 +166,9 @@ def test_bad_checkpoint_and_input_fail_in_one_line(make_cfg, tmp_path, capsys):
         cli(predict)(cfg)
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "nope" in err[0]
+    cfg = make_cfg(f"ckpt_path={ckpt}", f"input={tmp_path}", "data.imagesize=40", "logger=none", config_name="predict")
+    with pytest.raises(SystemExit):
+        cli(predict)(cfg)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.imagesize" in err[0] and "image_size" in err[0]  # a typo, the valid keys listed
     assert DATA_KEY in torch.load(ckpt, weights_only=True)

@@ -23,13 +23,15 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
-from neurocorr.checkpoints import DATA_KEY, build_model, checked_target, model_from_checkpoint, resolve_ckpt_path
+from neurocorr.checkpoints import (DATA_KEY, build_model, checked_target, model_from_checkpoint, override_config,
+                                   resolve_ckpt_path)
 from neurocorr.data.formats.image import IMAGE_SUFFIXES, is_image_file, list_images
 from neurocorr.errors import ConfigError, DataError
 from neurocorr.families import FAMILIES, family_of
 from neurocorr.files import write_atomic
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.tasks import common
+from neurocorr.tasks.evaluate import _partial  # also registers the open model/data 'checkpoint' nodes of predict.yaml
 from neurocorr.viz.artifacts import log_artifact
 
 log = logging.getLogger("neurocorr")
@@ -74,17 +76,19 @@ class PredictContext:
     input_root: Path  # images are named by their path relative to this folder
     stored_data: dict[str, Any]
     device: torch.device
+    data_settings: dict[str, Any] = field(default_factory=dict)  # data.<key>= of the command line
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def setting(self, key: str, default: Any = None) -> Any:
-        """A preprocessing value: the command line's ``key`` if set (with a warning when it differs from
-        the checkpoint's ``data.<key>``), else the checkpoint's, else ``default``."""
+        """A preprocessing value: ``data.<key>=`` of the command line if given (with a warning when it
+        differs from the checkpoint's), else the checkpoint's ``data.<key>``, else ``default``."""
         stored = self.stored_data.get(key)
-        given = self.cfg.get(key)
+        given = self.data_settings.get(key)
         if given is None:
             return default if stored is None else stored
         if stored is not None and given != stored:
-            log.warning("%s=%s differs from the checkpoint's data.%s=%s (the model was trained at %s)", key, given, key, stored, stored)
+            log.warning("data.%s=%s was given; the checkpoint was trained with data.%s=%s: predicting at %s",
+                        key, given, key, stored, given)
         return given
 
     def name(self, path: Path) -> str:
@@ -176,19 +180,29 @@ def common_root(paths: list[Path]) -> Path:
     return root
 
 
-def load_model(cfg: DictConfig) -> tuple[NeurocorrModule, dict[str, Any], str]:
-    """(model, stored data config, where it came from): from ``ckpt_path`` (``last``: the newest
-    ``last.ckpt`` of ``model=``'s family, or of any), or the untrained ``model=<family>``."""
-    chosen = cfg.get("model")
+#: preprocessing keys predict reads (``data.<key>=``) beyond those of the stored data config
+PREDICT_DATA_KEYS = ("image_size", "grey", "max_side")
+
+
+def load_model(cfg: DictConfig) -> tuple[NeurocorrModule, dict[str, Any], dict[str, Any], str]:
+    """(model, stored data config, ``data.<key>=`` settings, where it came from): from ``ckpt_path``
+    (``last``: the newest ``last.ckpt`` of ``model=``'s family, or of any) with ``model.<key>=``
+    applied to its stored model config, or the untrained ``model=<family>``."""
+    node = cfg.get("model")
+    chosen = node if isinstance(node, DictConfig) and "_target_" in node else None
     target = checked_target(chosen, "model") if chosen else None
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), target)
+    data = _partial(cfg.get("data")) or {}
     if ckpt is not None:
-        model, state = model_from_checkpoint(ckpt)
+        model, state = model_from_checkpoint(ckpt, overrides=_partial(node))
         if target is not None and (model.model_config or {}).get("_target_") != target:
             raise ConfigError(f"model={target} was given, but checkpoint {ckpt} holds {type(model).__name__}")
-        return model, dict(state.get(DATA_KEY) or {}), f"checkpoint {ckpt}"
+        stored = dict(state.get(DATA_KEY) or {})
+        if data:  # typos refused, listing the valid keys
+            override_config(stored, data, "data", f"the data config in {ckpt}", PREDICT_DATA_KEYS)
+        return model, stored, data, f"checkpoint {ckpt}"
     if chosen:
-        return build_model(chosen), {}, "untrained"
+        return build_model(chosen), {}, data, "untrained"
     raise ConfigError("predict needs ckpt_path=<file|last> (or model=<family> backbone=<name> for an untrained network)")
 
 
@@ -206,7 +220,7 @@ def predict(cfg: DictConfig) -> int:
     """Run the checkpoint's family on ``cfg.input`` (see the module docstring); returns the number of
     inputs that could not be processed."""
     torch.manual_seed(int(cfg.get("seed", 0)))
-    model, stored_data, source = load_model(cfg)
+    model, stored_data, data_settings, source = load_model(cfg)
     family = family_of((model.model_config or {}).get("_target_"))
     if family is None:
         raise ConfigError(f"{source} holds no registered family")
@@ -215,7 +229,7 @@ def predict(cfg: DictConfig) -> int:
     output = Path(str(cfg.get("output") or cfg.paths.output_dir)).expanduser()
     device = torch.device(str(cfg.get("device") or "cpu"))
     model = model.to(device).eval()
-    ctx = PredictContext(model, family, cfg, output, images, pairs, root, stored_data, device)
+    ctx = PredictContext(model, family, cfg, output, images, pairs, root, stored_data, device, data_settings)
     loggers = common.build_loggers(cfg, output, experiment_name=f"neurocorr-{family}")
     common.start_runs(loggers, output, common.mlflow_uri(cfg))
     for lg in loggers:
