@@ -1,0 +1,87 @@
+"""The detector for export: its e2cnn network in plain-torch form (e2cnn's ``EquivariantModule.export()``).
+
+``image (B, C, H, W)`` float in [0, 1] (C = ``in_channels``: 1 grey, 3 RGB) -> ``score (B, 1, H, W)`` in
+(0, 1), ``orientation (B, N, H, W)`` probabilities over the N rotation bins, ``features (B, D, H, W)``
+(the descriptor features; keypoint NMS, top-k and polar descriptor sampling stay outside the file).
+
+The batch is dynamic; the image size is fixed when the file is written: the pyramid level sizes
+(rounded) and the parity-aware pooling (its kernel depends on whether a side is odd) are functions of
+H and W, so a traced graph holds the sizes it was traced at. Export at the size you will run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurocorr.models.detector.torch_model import EquivariantDetector, antialiased_max_pool, handcrafted_responses
+
+
+class DetectorExport(nn.Module):
+    """Plain-torch twin of :class:`EquivariantDetector` (same weights, same outputs); see the module docstring."""
+
+    input_names = ("image",)
+    output_names = ("score", "orientation", "features")
+    dynamic_note = "batch only: the pyramid sizes and the parity-aware pooling are fixed by the export size"
+
+    def __init__(self, net: EquivariantDetector) -> None:
+        super().__init__()
+        net = net.eval()
+        self.in_channels, self.group_order = int(net.in_channels), int(net.group_order)
+        self.handcrafted = net.handcrafted
+        self.pyramid_levels, self.pyramid_scale = int(net.pyramid_levels), float(net.pyramid_scale)
+        self.blocks = nn.ModuleList([block.body.export() for block in (net.block1, net.block2, net.block3)])
+        self.pools = nn.ModuleList([pool.export() for pool in net.pools])
+        self.orientation_conv = net.orientation_conv.export()
+        self.score_head, self.descriptor_head = net.score_head, net.descriptor_head
+        self.harris_skip = net.harris_skip
+
+    def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The pyramid level sizes (as :meth:`EquivariantDetector.level_sizes`)."""
+        return [(max(8, round(height * self.pyramid_scale**level)), max(8, round(width * self.pyramid_scale**level)))
+                for level in range(self.pyramid_levels)]
+
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {"image": {0: "batch"}, "score": {0: "batch"}, "orientation": {0: "batch"}, "features": {0: "batch"}}
+
+    def sample_inputs(self, batch: int, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        return (torch.rand(batch, self.in_channels, *size, generator=torch.Generator().manual_seed(0)),)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h, w = int(image.shape[-2]), int(image.shape[-1])  # fixed by the export (see the module docstring)
+        invariant, hand, orientation = [], [], None
+        for size in self.level_sizes(h, w):
+            level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                                                               antialias=True)
+            if self.handcrafted:
+                responses = handcrafted_responses(level, self.handcrafted)
+                level = torch.cat([level, responses], 1)
+                hand.append(responses if size == (h, w) else
+                            F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
+            feats = [self.blocks[0](level)]
+            feats.append(self.blocks[1](antialiased_max_pool(feats[-1])))
+            feats.append(self.blocks[2](antialiased_max_pool(feats[-1])))
+            for pool, f in zip(self.pools, feats):
+                invariant.append(F.interpolate(pool(f), size=(h, w), mode="bilinear", align_corners=False))
+            ori = F.interpolate(self.orientation_conv(feats[-1]), size=(h, w), mode="bilinear", align_corners=False)
+            orientation = ori if orientation is None else orientation + ori
+        features = torch.cat(invariant, dim=1)
+        logits = self.score_head(torch.cat([features, *hand], 1) if hand else features)
+        if self.harris_skip is not None:
+            logits = logits + self.harris_skip * hand[0][:, :1]
+        return torch.sigmoid(logits), torch.softmax(orientation, dim=1), self.descriptor_head(features)
+
+
+def export_network(module: Any) -> DetectorExport:
+    """The export wrapper of a :class:`~neurocorr.models.detector.lightning_model.DetectorModule`."""
+    return DetectorExport(module.net).eval()
+
+
+def preprocessing(module: Any) -> dict[str, Any]:
+    """What the file expects: float images in [0, 1], grey or RGB, no normalisation inside or outside."""
+    channels = int(module.net.in_channels)
+    return {"channels": channels, "colour": "grey" if channels == 1 else "RGB", "value_range": [0.0, 1.0],
+            "normalisation": "none (the network standardises its handcrafted inputs itself)", "mean": None, "std": None}
