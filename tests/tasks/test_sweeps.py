@@ -95,3 +95,18 @@ def test_a_trial_below_the_median_is_pruned_after_reporting(tmp_path: Path) -> N
     with pytest.raises(TrialPruned, match="pruned after epoch 0"):
         OptunaPruning(storage, "s", bad.number, "val/f1", median).on_validation_end(trainer, None)
     assert study.trials[bad.number].intermediate_values == {0: pytest.approx(0.1)}
+
+
+@pytest.mark.slow
+def test_grid_sweep_through_the_ray_launcher_on_a_local_cluster(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="the Ray extra is not installed (make ray)")
+    result = run_cli("train.py", "-m", "hydra/launcher=ray_local", "hydra.launcher.ray.init.num_cpus=2",
+                     "optimizer.lr=1e-3,3e-3", *TINY, *QUIET, env={"NEUROCORR_ROOT": str(tmp_path)}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = next((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    assert len(list(sweep.rglob("metrics.json"))) == 2
+    rows = (sweep / "sweep_summary.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[2] for r in rows] == ["finished", "finished"]
+    runs = _runs(tmp_path)
+    (parent,) = [r for r in runs if r.data.tags.get("neurocorr.sweep") == "parent"]
+    assert sum(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs) == 2  # trials ran in Ray workers
