@@ -68,6 +68,8 @@ def save_image_outputs(ctx: PredictContext, path: Path, found: dict[str, Any]) -
     xy = (found["xy"] + 0.5) * torch.tensor([fw / w, fh / h]) - 0.5
     fig = plot_keypoints(shown[None], original_heatmaps(found, fh, fw)[None], xy[None], found["valid"][None],
                          torch.zeros(1, 0, 2), torch.zeros(1, 0, dtype=torch.long), names, columns=1)
+    fig.set_size_inches(7, 7 * fh / fw + 0.6)
+    fig.suptitle(f"{Path(path).name}: predicted keypoints (x) and heatmaps")
     save_figure(fig, ctx.output / "keypoints" / f"{name}.png")
     return record
 
