@@ -114,3 +114,8 @@ def test_test_all_puts_every_class_folder_image_in_the_test_pairs(tmp_path: Path
     assert [ca == cb for ca, _, cb, _ in draws] == [True, False] * len(files)
     with pytest.raises(DataError, match="train split is empty"):
         data.train_dataloader()
+
+
+def test_a_data_set_of_another_family_is_one_line_naming_both(make_cfg, tmp_path, monkeypatch, heatmapper_ckpt) -> None:
+    with pytest.raises(ConfigError, match=r"data=shapes \(ShapesDataModule\) does not fit the heatmapper model"):
+        _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={heatmapper_ckpt}", "data=shapes")

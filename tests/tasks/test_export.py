@@ -94,7 +94,7 @@ def test_torchscript_files_are_logged_to_the_checkpoints_mlflow_run(checkpoints,
     assert diff == 0.0 and info["format"] == "torchscript"
     assert {int(a) for a in info["dynamic_axes"]["image_a"]} == {0, 2, 3} and len(info["parity"]["inputs"]) == 2
     logged = {a.path for a in client.list_artifacts(run, "export")}
-    assert {"export/agfusion.pt", "export/agfusion.json", "export/checkpoint"} <= logged
+    assert {"export/agfusion.pt", "export/agfusion.pt.json", "export/checkpoint"} <= logged
     # a checkpoint whose run is not in the store: a new run in the family's experiment
     _export(tmp_path, checkpoints["heatmapper"], "format=torchscript")
     runs = client.search_runs([client.get_experiment_by_name("neurocorr-heatmapper").experiment_id])

@@ -26,8 +26,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neurocorr.checkpoints import (DATA_KEY, build_model, checked_target, model_from_checkpoint, override_config,
-                                   resolve_ckpt_path, stored_preprocessing)
+from neurocorr.checkpoints import (DATA_KEY, build_model, check_nested_targets, checked_target, model_from_checkpoint,
+                                   override_config, resolve_ckpt_path, stored_preprocessing)
 from neurocorr.errors import ConfigError
 from neurocorr.families import family_of
 from neurocorr.tasks import common
@@ -103,10 +103,22 @@ def data_config(cfg: DictConfig, state: Optional[dict], source: str) -> tuple[Di
     name = str(stored.get("_target_")).rsplit(".", 1)[-1]
     settings = _partial(given)
     if settings:
+        check_nested_targets(stored, f"{source} data")
         cls = get_object(str(stored.get("_target_")))
         accepted = tuple(k for k in inspect.signature(cls.__init__).parameters if k not in ("self", "base", "loader", "kwargs"))
         stored = override_config(stored, settings, "data", f"the data config in {source} ({name})", accepted)
     return OmegaConf.create(stored), name
+
+
+def check_family_fit(model: Any, data_cfg: DictConfig, family: str, data_name: str, source: str) -> None:
+    """A data set whose batches the model cannot use, in one line naming both, before it is built."""
+    check_nested_targets(data_cfg, f"{source} data")  # nothing from a checkpoint is imported unchecked
+    cls = get_object(str(data_cfg.get("_target_"))) if data_cfg.get("_target_") else None
+    declared = tuple(getattr(cls, "batch_keys", ()) or ())
+    missing = model.missing_batch_keys(declared) if declared else []
+    if missing:
+        raise ConfigError(f"data={data_name} ({cls.__name__}) does not fit the {family} model of {source}: its batches "
+                          f"lack {', '.join(missing)}; choose a data set of the {family} family")
 
 
 def evaluate(cfg: DictConfig) -> Optional[float]:
@@ -136,6 +148,7 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
     if chosen and chosen.get("_target_") != (model.model_config or {}).get("_target_"):
         raise ConfigError(f"model={chosen.get('_target_')} was given, but {source} holds a {family} model")
     data_cfg, data_name = data_config(cfg, state, source)
+    check_family_fit(model, data_cfg, family, data_name, source)
     datamodule = build_datamodule(data_cfg, "data" if "_target_" in (cfg.get("data") or {}) else f"{source} data")
     check_pairing(model, datamodule, family, data_name)
     with open_dict(cfg):  # the run's config.yaml and MLflow params: what was evaluated, not the empty groups

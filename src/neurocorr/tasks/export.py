@@ -165,7 +165,7 @@ def log_to_mlflow(cfg: DictConfig, ckpt: Path, family: str, files: list[Path], l
         client.log_artifact(run_id, str(ckpt), artifact_path="export/checkpoint")
     if new:
         client.set_terminated(run_id, "FINISHED")
-    print(f"[neurocorr] logged to MLflow run {run_id} ({'new run' if new else 'the checkpoint’s run'}) in '{experiment}' ({uri})")
+    print(f"[neurocorr] logged to MLflow run {run_id} ({'a new run' if new else 'the run of the checkpoint'}) in '{experiment}' ({uri})")
     return run_id
 
 
@@ -213,7 +213,7 @@ def export(cfg: DictConfig) -> Optional[float]:
         "parity": {"max_abs_diff": diff, "tolerance": tolerance, "inputs": shapes,
                    "runtime": "onnxruntime CPU" if fmt == "onnx" else "torch.jit"},
     }
-    info_path = write_json(path.with_suffix(".json"), info)
+    info_path = write_json(path.with_name(path.name + ".json"), info)  # heatmapper.onnx.json
     size_mb = path.stat().st_size / 2**20
     print(f"[neurocorr] {path} ({size_mb:.2f} MiB) and {info_path.name}; dynamic axes {dynamic}; "
           f"max |{fmt} - torch| = {diff:.3g} over inputs {', '.join(shapes)}", flush=True)
