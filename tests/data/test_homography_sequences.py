@@ -130,3 +130,18 @@ def test_texture_crops_are_seeded_and_mix_a_folder_with_bundled_photos(tmp_path:
         TexturesDataModule(names="all")
     with pytest.raises(ConfigError, match="no training images"):
         TexturesDataModule(names=[])
+
+
+def test_validation_pictures_are_held_out_of_training() -> None:
+    from neurocorr.data.detector import TexturesDataModule
+    from neurocorr.errors import ConfigError
+
+    dm = TexturesDataModule(names=["camera", "brick"], val_names=["brick"], crop_size=32, train_size=2, val_size=2,
+                            test_size=2, batch_size=2, max_side=64)
+    dm.setup("fit")
+    assert dm.names == ["camera"] and len(dm.images) == 1
+    held = dm.datasets["val"].images
+    assert len(held) == 1 and not torch.equal(held[0], dm.images[0])   # brick for validation, camera for training
+    assert dm.datasets["test"].images is held
+    with pytest.raises(ConfigError, match="val_names"):
+        TexturesDataModule(names=["brick"], val_names=["brick"])

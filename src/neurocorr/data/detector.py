@@ -133,6 +133,9 @@ class TexturesDataModule(NeurocorrDataModule):
         train_size: crops per training epoch. val_size/test_size: fixed pairs.
         max_side: images are downscaled so their longer side is at most this (px; None = keep).
         max_angle_deg, zoom: rotation range and zoom range of the fixed validation/test warps.
+        val_names: scikit-image pictures held out of training for the fixed validation/test pairs
+            (None = validate on other crops of the training pictures), so that the checkpoint is
+            chosen on pictures the model never saw.
         batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
     """
 
@@ -141,7 +144,7 @@ class TexturesDataModule(NeurocorrDataModule):
     def __init__(self, *, root: Optional[str] = None, names: Union[str, Sequence[str]] = "photos", crop_size: int = 128,
                  crop_scale: Sequence[float] = (0.7, 1.4), grey: bool = True, train_size: int = 2000,
                  val_size: int = 64, test_size: int = 32, max_side: Optional[int] = 640, max_angle_deg: float = 360.0,
-                 zoom: Sequence[float] = (0.5, 2.0), **base: Any) -> None:
+                 zoom: Sequence[float] = (0.5, 2.0), val_names: Optional[Sequence[str]] = None, **base: Any) -> None:
         super().__init__(**base)
         if crop_size < 16:
             raise ConfigError(f"data.crop_size must be >= 16, got {crop_size}")
@@ -157,16 +160,23 @@ class TexturesDataModule(NeurocorrDataModule):
         self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
         self.sizes = (train_size, val_size, test_size)
         self.max_side, self.max_angle_deg, self.zoom = max_side, max_angle_deg, (float(zoom[0]), float(zoom[1]))
+        self.val_names = list(val_names or [])
+        if self.val_names:
+            self.names = [n for n in self.names if n not in self.val_names]
+            if not root and not self.names:
+                raise ConfigError(f"data.val_names={self.val_names} leaves no training picture in data.names")
         self.images: Optional[list[torch.Tensor]] = None
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.images is None:
             self.images = load_texture_images(self.root, self.names, self.grey, self.max_side, self.crop_size)
+            held = (load_texture_images(None, self.val_names, self.grey, self.max_side, self.crop_size)
+                    if self.val_names else self.images)
             train, val, test = self.sizes
             self.datasets = {
                 "train": RandomCrops(self.images, self.crop_size, train, self.seed, self.crop_scale),
-                "val": FixedWarpPairs(self.images, self.crop_size, val, self.seed + 1, self.max_angle_deg, self.zoom),
-                "test": FixedWarpPairs(self.images, self.crop_size, test, self.seed + 2, self.max_angle_deg, self.zoom),
+                "val": FixedWarpPairs(held, self.crop_size, val, self.seed + 1, self.max_angle_deg, self.zoom),
+                "test": FixedWarpPairs(held, self.crop_size, test, self.seed + 2, self.max_angle_deg, self.zoom),
             }
 
 

@@ -17,7 +17,8 @@ from neurocorr.models.detector.torch_model import EquivariantDetector, antialias
 @pytest.fixture(scope="module")
 def outputs():
     torch.manual_seed(0)
-    net = EquivariantDetector(group_order=8, layer_1=2, layer_2=2, layer_3=2, pyramid_levels=2, handcrafted=(1.0, 2.0)).eval()
+    net = EquivariantDetector(group_order=8, layer_1=2, layer_2=2, layer_3=2, pyramid_levels=2, handcrafted=(1.0, 2.0),
+                              descriptor_image=(1.0,)).eval()
     image = torch.rand(1, 1, 50, 50)
     with torch.no_grad():
         # a few train-mode steps first so the batch-norm statistics are not trivial
@@ -58,6 +59,12 @@ def test_keypoint_angles_turn_and_descriptors_stay(outputs) -> None:
     d_a = polar_descriptor(a.features, kp_a.xy, kp_a.angle, radii=(2.0, 4.0), sectors=4)
     d_b = polar_descriptor(b.features, xy_b, angle_b, radii=(2.0, 4.0), sectors=4)
     assert (d_a - d_b).abs().max() < 1e-3
+    # centred: rotation-invariant too, and blind to a constant added to a feature channel
+    c_a = polar_descriptor(a.features, kp_a.xy, kp_a.angle, radii=(2.0, 4.0), sectors=4, centre=True)
+    c_b = polar_descriptor(b.features + torch.arange(8.0).view(1, 8, 1, 1), xy_b, angle_b, radii=(2.0, 4.0),
+                           sectors=4, centre=True)
+    assert (c_a - c_b).abs().max() < 1e-3 and (c_a - d_a).abs().max() > 1e-2
+    torch.testing.assert_close(c_a.norm(dim=-1), torch.ones(c_a.shape[:2]))
 
 
 def test_pooling_is_symmetric_for_odd_and_even_sizes() -> None:
@@ -66,3 +73,6 @@ def test_pooling_is_symmetric_for_odd_and_even_sizes() -> None:
         assert torch.allclose(torch.rot90(antialiased_max_pool(x), 1, (2, 3)),
                               antialiased_max_pool(torch.rot90(x, 1, (2, 3))), atol=1e-6)
         assert antialiased_max_pool(x).shape[-1] == (size + 1) // 2
+        with torch.no_grad():  # the inference path (separable running max) gives the training path's values
+            fast = antialiased_max_pool(x)
+        torch.testing.assert_close(fast, antialiased_max_pool(x.requires_grad_()).detach())

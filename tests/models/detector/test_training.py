@@ -129,7 +129,7 @@ def test_loss_decreases_over_a_few_steps_on_the_cpu() -> None:
 
 def test_contract_parts_batch_of_one_and_validation_metrics() -> None:
     module = tiny_module(eval_settings=[[100, 2.0]])
-    assert module.validation_metrics() == ["val/loss", "val/rep_100_2px"]
+    assert module.validation_metrics() == ["val/loss", "val/rep_100_2px", "val/match_acc", "val/rep_match"]
     assert module.missing_batch_keys(["image1", "image2"]) == ["H"]
     assert module.missing_batch_keys(["image"]) == []
     with pytest.raises(TypeError):
@@ -139,3 +139,45 @@ def test_contract_parts_batch_of_one_and_validation_metrics() -> None:
     b = module.on_after_batch_transfer(crops(1, 32), 0)
     with pytest.raises(ConfigError, match="batch_size >= 2"):
         module.compute_loss(b)
+
+
+def test_score_weight_zero_freezes_the_harris_score_and_trains_the_descriptor() -> None:
+    torch.manual_seed(0)
+    net = EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, head_hidden=4, descriptor_channels=4,
+                              handcrafted=(0.0,), harris_skip=4.0)
+    module = DetectorModule(net=net, descriptor=PolarDescriptor((2.0, 4.0), 4), desc_top_k=8, score_weight=0.0,
+                            optimizer=functools.partial(torch.optim.AdamW, lr=1e-2))
+    batch = module.on_after_batch_transfer(crops(3, 40), 0)
+    head = [p.detach().clone() for p in net.score_head.parameters()] + [net.harris_skip.detach().clone()]
+    desc_before = net.descriptor_head.weight.detach().clone()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    for _ in range(2):
+        losses = module.compute_loss(batch)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert "kp_loss" not in losses and "pad_loss" not in losses and "desc_loss" in losses
+    after = list(net.score_head.parameters()) + [net.harris_skip]
+    assert all(torch.equal(a, b) for a, b in zip(head, after))           # the score is untouched
+    assert not torch.equal(desc_before, net.descriptor_head.weight)      # the descriptor trained
+    net.eval()
+    with torch.no_grad():  # score = sigmoid(skip x Harris): its order is Harris's
+        score = net(batch["image1"]).score
+    from neurocorr.models.detector.torch_model import handcrafted_responses
+    harris = handcrafted_responses(batch["image1"], (0.0,))[:, :1]
+    torch.testing.assert_close(score, torch.sigmoid(4.0 * harris))
+
+
+def test_validation_logs_repeatability_matching_and_their_mean() -> None:
+    module = tiny_module(eval_settings=[[50, 3.0]], top_k=50)
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    views = module.on_after_batch_transfer(crops(2, 40), 0)
+    batch = {"image1": (views["image1"] * 255).to(torch.uint8), "image2": (views["image2"] * 255).to(torch.uint8),
+             "H": views["H"].double()}
+    module.eval()
+    with torch.no_grad():
+        module.validation_step(module.on_after_batch_transfer(batch, 0), 0)
+        module.on_validation_epoch_end()
+    rep, match = logged["val/rep_50_3px"], logged["val/match_acc"]
+    assert 0 < rep <= 1 and 0 <= match <= 1 and abs(logged["val/rep_match"] - (rep + match) / 2) < 1e-6

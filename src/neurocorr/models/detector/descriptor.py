@@ -25,10 +25,12 @@ def polar_grid(xy: torch.Tensor, angle: torch.Tensor, radii: Sequence[float], se
 
 
 def polar_descriptor(features: torch.Tensor, xy: torch.Tensor, angle: torch.Tensor,
-                     radii: Sequence[float] = (2.0, 4.0, 7.0), sectors: int = 8) -> torch.Tensor:
-    """Descriptors ``(B, K, C * R * S)`` (unit L2 norm) of keypoints ``xy`` ``(B, K, 2)`` with
+                     radii: Sequence[float] = (2.0, 4.0, 7.0), sectors: int = 8, centre: bool = False) -> torch.Tensor:
+    """Descriptors ``(B, K, C * (1 + R * S))`` (unit L2 norm) of keypoints ``xy`` ``(B, K, 2)`` with
     orientations ``angle`` ``(B, K)`` from ``features`` ``(B, C, H, W)``: the value at the keypoint,
-    then ``len(radii) * sectors`` ring samples. Points outside the map read 0."""
+    then ``len(radii) * sectors`` ring samples. Points outside the map read 0. ``centre``: each
+    channel's mean over the keypoint's samples is subtracted first, so the descriptor holds the
+    pattern around the point, not the features' common level (as normalised cross-correlation does)."""
     if features.dim() != 4 or xy.shape[:2] != angle.shape or xy.shape[0] != features.shape[0]:
         raise ValueError(f"polar_descriptor: features (B, C, H, W), xy (B, K, 2), angle (B, K); got "
                          f"{tuple(features.shape)}, {tuple(xy.shape)}, {tuple(angle.shape)}")
@@ -37,6 +39,8 @@ def polar_descriptor(features: torch.Tensor, xy: torch.Tensor, angle: torch.Tens
     points = torch.cat([xy[:, :, None, :], polar_grid(xy, angle, radii, sectors)], dim=2)   # (B, K, 1+RS, 2)
     grid = torch.stack([2 * points[..., 0] / max(w - 1, 1) - 1, 2 * points[..., 1] / max(h - 1, 1) - 1], -1)
     samples = F.grid_sample(features, grid.to(features.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+    if centre:
+        samples = samples - samples.mean(-1, keepdim=True)                                  # (B, C, K, 1+RS)
     desc = samples.permute(0, 2, 1, 3).reshape(b, k, -1)                                     # (B, K, C*(1+RS))
     return F.normalize(desc, dim=-1)
 
@@ -44,9 +48,9 @@ def polar_descriptor(features: torch.Tensor, xy: torch.Tensor, angle: torch.Tens
 class PolarDescriptor(nn.Module):
     """Module form of :func:`polar_descriptor`."""
 
-    def __init__(self, radii: Sequence[float] = (2.0, 4.0, 7.0), sectors: int = 8) -> None:
+    def __init__(self, radii: Sequence[float] = (2.0, 4.0, 7.0), sectors: int = 8, centre: bool = False) -> None:
         super().__init__()
-        self.radii, self.sectors = tuple(float(r) for r in radii), int(sectors)
+        self.radii, self.sectors, self.centre = tuple(float(r) for r in radii), int(sectors), bool(centre)
 
     def forward(self, features: torch.Tensor, xy: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-        return polar_descriptor(features, xy, angle, self.radii, self.sectors)
+        return polar_descriptor(features, xy, angle, self.radii, self.sectors, self.centre)

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
@@ -28,7 +29,7 @@ from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, detect_pyramid, keypoint_angles, sample_maps
 from neurocorr.models.detector.loss import descriptor_triplet, hardest_in_batch_triplet, PeakyRepeatability
-from neurocorr.models.detector.repeatability import Repeatability
+from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import homography_grid, warp_mask, warp_points
 from neurocorr.ops.peaks import running_max
@@ -42,7 +43,9 @@ class DetectorModule(NeurocorrModule):
         desc_mining: ``hardest`` (hardest negative of the batch) or ``roll`` (the same point in
             another image of the batch).
         ori_weight: weight of the orientation-consistency loss. pad_weight: weight of the padding /
-            border suppression loss.
+            border suppression loss. score_weight: weight of both score-map terms (score loss and
+            padding loss); 0 freezes the score (with ``net.harris_skip`` it stays the Harris ranking,
+            its head's last layer at zero) and trains the orientation and the descriptor only.
         warp, photometric: keyword ranges of :class:`WarpRanges` and :class:`Photometric`.
         border: px band (and erosion of the validity masks) left out of the loss.
         top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
@@ -60,7 +63,7 @@ class DetectorModule(NeurocorrModule):
     def __init__(
         self, *, net: EquivariantDetector, loss: Optional[nn.Module] = None, descriptor: Optional[PolarDescriptor] = None,
         desc_weight: float = 1.0, desc_margin: float = 1.0, desc_top_k: int = 64, desc_mining: str = "hardest",
-        ori_weight: float = 0.1, pad_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
+        ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
@@ -79,6 +82,7 @@ class DetectorModule(NeurocorrModule):
         self.descriptor = descriptor if descriptor is not None else PolarDescriptor()
         self.desc_weight, self.desc_margin, self.desc_top_k = desc_weight, desc_margin, desc_top_k
         self.desc_mining, self.ori_weight, self.pad_weight = desc_mining, ori_weight, pad_weight
+        self.score_weight = float(score_weight)
         self.warp_ranges = WarpRanges(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (warp or {}).items()})
         self.photometric = Photometric(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
                                           for k, v in (photometric or {}).items()})
@@ -89,6 +93,8 @@ class DetectorModule(NeurocorrModule):
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
         self.val_rep = Repeatability(k0, t0)
+        self.val_match = MeanMetric()
+        self.match_threshold = float(match_threshold)
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
             ransac_px=ransac_px, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
@@ -105,7 +111,7 @@ class DetectorModule(NeurocorrModule):
                               f"{1 if grey else 3}-channel images: set them to agree")
 
     def validation_metrics(self) -> list[str]:
-        return ["val/loss", f"val/{self.headline}"]
+        return ["val/loss", f"val/{self.headline}", "val/match_acc", "val/rep_match"]
 
     # ------------------------------------------------------------------ inference
 
@@ -154,24 +160,32 @@ class DetectorModule(NeurocorrModule):
         if image1.shape[0] < 2:
             raise ConfigError("the detector's losses need data.batch_size >= 2 (negatives come from the batch)")
         out1, out2 = self.net(image1), self.net(image2)
-        size = image2.shape[-2:]
         keep1, keep2 = self._eroded(batch["mask1"]), self._eroded(batch["mask2"])
-        grid = homography_grid(H, image1.shape[-2:], size).to(out1.score.dtype)  # one grid: score and mask
-        warped = F.grid_sample(torch.cat([out1.score, keep1], 1), grid, align_corners=True)
-        anchor, seen = warped[:, :1], warped[:, 1:] > 0.999
-        mask = keep2 * seen.to(keep2.dtype)
-        kp_loss = self.loss_fn(anchor, out2.score, out2.score.roll(1, 0), mask)
-        result = {"kp_loss": kp_loss}
-        loss = kp_loss
-        if self.pad_weight > 0:  # padding, its edges and the image border band: no keypoints there
-            pad = torch.cat([(out1.score**2 * (1 - keep1)), (out2.score**2 * (1 - keep2))])
-            pad_loss = pad.flatten(1).sum(1).div((1 - torch.cat([keep1, keep2])).flatten(1).sum(1).clamp(min=1)).mean()
-            loss = loss + self.pad_weight * pad_loss
-            result["pad_loss"] = pad_loss
+        result: dict[str, torch.Tensor] = {}
+        loss = out1.score.new_zeros(())
+        if self.score_weight > 0:
+            loss = loss + self.score_weight * self._score_losses(out1.score, out2.score, H, keep1, keep2, result)
         if self.desc_weight > 0 or self.ori_weight > 0:
             loss = loss + self._descriptor_losses(out1, out2, H, keep1, keep2, result)
         result["loss"] = loss
         return result
+
+    def _score_losses(self, score1: torch.Tensor, score2: torch.Tensor, H: torch.Tensor, keep1: torch.Tensor,
+                      keep2: torch.Tensor, result: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Score-map loss between warp(score1) and score2 ``(B, 1, H, W)`` + ``pad_weight`` x the padding loss."""
+        grid = homography_grid(H, score1.shape[-2:], score2.shape[-2:]).to(score1.dtype)  # one grid: score and mask
+        warped = F.grid_sample(torch.cat([score1, keep1], 1), grid, align_corners=True)
+        anchor, seen = warped[:, :1], warped[:, 1:] > 0.999
+        mask = keep2 * seen.to(keep2.dtype)
+        kp_loss = self.loss_fn(anchor, score2, score2.roll(1, 0), mask)
+        result["kp_loss"] = kp_loss
+        if self.pad_weight <= 0:
+            return kp_loss
+        # padding, its edges and the image border band: no keypoints there
+        pad = torch.cat([(score1**2 * (1 - keep1)), (score2**2 * (1 - keep2))])
+        pad_loss = pad.flatten(1).sum(1).div((1 - torch.cat([keep1, keep2])).flatten(1).sum(1).clamp(min=1)).mean()
+        result["pad_loss"] = pad_loss
+        return kp_loss + self.pad_weight * pad_loss
 
     def _descriptor_losses(self, out1: Any, out2: Any, H: torch.Tensor, keep1: torch.Tensor, keep2: torch.Tensor,
                            result: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -212,13 +226,29 @@ class DetectorModule(NeurocorrModule):
         n = batch["image1"].shape[0]
         if n >= 2 and batch["image1"].shape[-2:] == batch["image2"].shape[-2:]:
             self.log("val/loss", self.compute_loss(batch)["loss"], on_epoch=True, prog_bar=True, batch_size=n)
-        kp1, _, _ = self.detect(batch["image1"])
-        kp2, _, _ = self.detect(batch["image2"])
+        (kp1, d1, _), (kp2, d2, _) = self.detect(batch["image1"]), self.detect(batch["image2"])
+        size1, size2 = batch["image1"].shape[-2:], batch["image2"].shape[-2:]
+        k0 = self.eval_settings[0][0]
         for b in range(n):
             v1, v2 = kp1.valid[b], kp2.valid[b]
-            self.val_rep.update(kp1.xy[b][v1], kp1.score[b][v1], kp2.xy[b][v2], kp2.score[b][v2], batch["H"][b],
-                                batch["image1"].shape[-2:], batch["image2"].shape[-2:])
-        self.log(f"val/{self.headline}", self.val_rep, on_epoch=True, prog_bar=True)
+            xy1, s1, xy2, s2, H = kp1.xy[b][v1], kp1.score[b][v1], kp2.xy[b][v2], kp2.score[b][v2], batch["H"][b].double()
+            self.val_rep.update(xy1, s1, xy2, s2, H, size1, size2)
+            i1 = select_keypoints(xy1.double(), s1, H, size1, size2, k0)
+            i2 = select_keypoints(xy2.double(), s2, torch.linalg.inv(H), size2, size1, k0)
+            m = matching_accuracy(xy1[i1], d1[b][v1][i1], xy2[i2], d2[b][v2][i2], H, self.match_threshold)
+            self.val_match.update(m["matching_accuracy"].to(xy1.device))
+
+    def on_validation_epoch_end(self) -> None:
+        """Logs the repeatability, the matching accuracy and their mean (``val/rep_match``: a checkpoint
+        is chosen for both detection and description)."""
+        if self.val_rep.pairs == 0:
+            return
+        rep, match = self.val_rep.compute(), self.val_match.compute().float()
+        self.log(f"val/{self.headline}", rep, prog_bar=True)
+        self.log("val/match_acc", match, prog_bar=True)
+        self.log("val/rep_match", (rep + match) / 2)
+        self.val_rep.reset()
+        self.val_match.reset()
 
     # ------------------------------------------------------------------ test: model + baselines, one table
 

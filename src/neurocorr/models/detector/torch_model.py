@@ -38,6 +38,7 @@ from e2cnn import nn as enn
 from torch import nn
 
 from neurocorr.errors import ConfigError
+from neurocorr.ops.peaks import running_max
 
 
 class DetectorOutput(NamedTuple):
@@ -81,10 +82,25 @@ def handcrafted_responses(image: torch.Tensor, sigmas: tuple[float, ...]) -> tor
     return stack / (1 + stack.abs())
 
 
+def normalised_image(image: torch.Tensor, blurs: tuple[float, ...], window: float = 8.0) -> torch.Tensor:
+    """``(B, len(blurs), H, W)``: the grey ``image`` ``(B, C, H, W)`` minus its local mean, divided by its
+    local standard deviation (Gaussian window ``window`` px), then blurred by each of ``blurs`` (px):
+    contrast- and brightness-free intensities for the descriptor (rotation-invariant fields)."""
+    grey = image.mean(1, keepdim=True) if image.shape[1] > 1 else image
+
+    def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        k = 2 * math.ceil(3 * sigma) + 1
+        return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect")
+
+    centred = grey - blur(grey, window)
+    normed = centred / (blur(centred * centred, window) + 1e-4).sqrt()
+    return torch.cat([blur(normed, s) if s > 0 else normed for s in blurs], 1)
+
+
 def antialiased_max_pool(x: torch.Tensor) -> torch.Tensor:
     """Max pool 3x3 (stride 1) then blur-subsample by 2: ``(B, C, H, W)`` -> ``(B, C, ceil(H/2), ceil(W/2))``.
     Pointwise over channels, so it keeps e2cnn regular fields equivariant."""
-    x = F.max_pool2d(x, 3, stride=1, padding=1)
+    x = F.max_pool2d(x, 3, stride=1, padding=1) if torch.is_grad_enabled() else running_max(running_max(x, 3, -1), 3, -2)
     return _blur_stride2(_blur_stride2(x, 2), 3)
 
 
@@ -120,6 +136,8 @@ class EquivariantDetector(nn.Module):
         harris_skip: with ``handcrafted``, the initial weight of a learnable skip that adds the
             first Harris response to the score logits, the head's last layer starting at zero: the
             untrained detector then ranks points as Harris does, and training refines that (0 = off).
+        descriptor_image: blur sigmas (px) of locally normalised copies of the image (``normalised_image``)
+            given to the descriptor head beside the network's features (empty = none).
     """
 
     def __init__(
@@ -136,6 +154,7 @@ class EquivariantDetector(nn.Module):
         descriptor_channels: int = 8,
         handcrafted: tuple[float, ...] = (),
         harris_skip: float = 0.0,
+        descriptor_image: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         if group_order < 1:
@@ -162,7 +181,8 @@ class EquivariantDetector(nn.Module):
                                             nn.Conv2d(head_hidden, 1, 1))
         else:
             self.score_head = nn.Conv2d(head_in, 1, 1)
-        self.descriptor_head = nn.Conv2d(invariant, descriptor_channels, 1)
+        self.descriptor_image = tuple(float(x) for x in descriptor_image)
+        self.descriptor_head = nn.Conv2d(invariant + len(self.descriptor_image), descriptor_channels, 1)
         if harris_skip and not self.handcrafted:
             raise ConfigError("model.net.harris_skip needs model.net.handcrafted sigmas")
         self.harris_skip = nn.Parameter(torch.tensor(float(harris_skip))) if harris_skip else None
@@ -204,6 +224,8 @@ class EquivariantDetector(nn.Module):
         if self.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
             logits = logits + self.harris_skip * hand[0][:, :1]
         score = torch.sigmoid(logits)
+        if self.descriptor_image:
+            features = torch.cat([features, normalised_image(image, self.descriptor_image)], 1)
         return DetectorOutput(score=score, orientation=torch.softmax(orientation, dim=1),
                               features=self.descriptor_head(features))
 
