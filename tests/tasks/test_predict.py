@@ -143,20 +143,20 @@ def test_agfusion_pairs_csv_and_classes(make_cfg, tmp_path):
 
 def test_qatm_scene_folder_and_dino_attention(make_cfg, tmp_path):
     ckpt = checkpoint(make_cfg, tmp_path, "qatm")
-    scenes = images(tmp_path / "scenes", [(96, 80), (80, 96)])
+    scenes = images(tmp_path / "scenes", [(96, 80)])  # and broken.png: a folder of two scenes
     templates = tmp_path / "templates"
     templates.mkdir()
     Image.open(scenes / "a.png").crop((10, 10, 42, 40)).save(templates / "t.png")
     failed, out = run(make_cfg, ckpt, f"input={scenes}", f"templates={templates}", "+match.global_ratio=0.0")
     assert failed == 1 and {"result.png", "heatmap.png", "boxes.csv"} <= {p.name for p in (out / "a").iterdir()}
     rows = list(csv.DictReader(open(out / "boxes.csv")))
-    assert rows and {Path(r["scene"]).name for r in rows} == {"a.png", "b.png"}
+    assert rows and {Path(r["scene"]).name for r in rows} == {"a.png"} and not (out / "broken").exists()
     assert all(0 <= float(r["x"]) and float(r["x"]) + float(r["w"]) <= 96.5 for r in rows)
     ckpt = checkpoint(make_cfg, tmp_path, "dino")
     failed, out = run(make_cfg, ckpt, f"input={scenes}", "output=" + str(tmp_path / "dino"))
     features = np.load(tmp_path / "dino" / "features.npz")
-    assert failed == 1 and features["features"].shape == (2, 24)
-    assert {p.name for p in (tmp_path / "dino" / "attention").iterdir()} == {"a.png", "b.png"}
+    assert failed == 1 and features["features"].shape == (1, 24)
+    assert [p.name for p in (tmp_path / "dino" / "attention").iterdir()] == ["a.png"]
 
 
 def test_bad_checkpoint_and_input_fail_in_one_line(make_cfg, tmp_path, capsys):
