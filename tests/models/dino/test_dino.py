@@ -174,3 +174,18 @@ def test_last_attention_is_timms_own_cls_attention() -> None:
     backbone(x)
     expected = seen[0][:, :, 0, backbone.vit.num_prefix_tokens :].reshape(2, 2, 4, 4)
     torch.testing.assert_close(backbone.last_attention(x), expected)
+
+
+def test_knn_monitor_without_a_labelled_folder_is_refused_before_training() -> None:
+    from types import SimpleNamespace
+
+    from neurocorr.errors import ConfigError
+    from neurocorr.tasks.build import check_monitor
+
+    module = make_module(monitor="val/knn_acc", monitor_mode="max")
+    module.check_data(SimpleNamespace(knn={"bank_image": torch.zeros(1)}))
+    check_monitor(module, "val/knn_acc")  # a labelled folder: the probe runs, the monitor is logged
+    module.check_data(SimpleNamespace(knn=None))
+    assert "val/knn_acc" not in module.validation_metrics()
+    with pytest.raises(ConfigError, match="model.monitor=val/knn_acc is not logged"):
+        check_monitor(module, "val/knn_acc")

@@ -86,10 +86,15 @@ class DINOModule(NeurocorrModule):
         self.base_weight_decay: Optional[float] = None
         self.weights_path: Optional[Path] = None
         self._figure_batch: Optional[torch.Tensor] = None
+        self._has_knn = True  # until check_data has seen the data module
+
+    def check_data(self, datamodule: Any) -> None:
+        self._has_knn = getattr(datamodule, "knn", None) is not None
 
     def validation_metrics(self) -> list[str]:
         """``val/knn_acc`` only when the data module has a labelled folder (``data.knn_root``)."""
-        return ["val/loss", "val/teacher_std", "val/teacher_entropy", "val/knn_acc"]
+        names = ["val/loss", "val/teacher_std", "val/teacher_entropy"]
+        return names + ["val/knn_acc"] if self._has_knn else names
 
     def configure_optimizers(self) -> Any:
         """Two parameter groups: weights decay, biases and norms (1-D parameters) do not."""
