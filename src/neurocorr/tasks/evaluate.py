@@ -147,8 +147,10 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
     family = family_of((model.model_config or {}).get("_target_")) or "model"
     if chosen and chosen.get("_target_") != (model.model_config or {}).get("_target_"):
         raise ConfigError(f"model={chosen.get('_target_')} was given, but {source} holds a {family} model")
+    given = cfg.get("data")
+    if isinstance(given, DictConfig) and "_target_" in given:  # before any warning about its preprocessing
+        check_family_fit(model, given, family, common.choice(cfg, "data") or str(given.get("_target_")), source)
     data_cfg, data_name = data_config(cfg, state, source)
-    check_family_fit(model, data_cfg, family, data_name, source)
     datamodule = build_datamodule(data_cfg, "data" if "_target_" in (cfg.get("data") or {}) else f"{source} data")
     check_pairing(model, datamodule, family, data_name)
     with open_dict(cfg):  # the run's config.yaml and MLflow params: what was evaluated, not the empty groups

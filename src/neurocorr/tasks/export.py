@@ -62,8 +62,9 @@ def max_abs_diff(got: Sequence[np.ndarray], want: Sequence[torch.Tensor]) -> flo
     return worst
 
 
-def write_onnx(wrapper: torch.nn.Module, sample: Inputs, path: Path, opset: int) -> dict[str, dict[int, str]]:
-    """Export with ``Dim.AUTO`` on the declared axes; returns the input axes that stayed dynamic."""
+def write_onnx(wrapper: torch.nn.Module, sample: Inputs, path: Path, opset: int, optimize: bool = False) -> dict[str, dict[int, str]]:
+    """Export with ``Dim.AUTO`` on the declared axes; returns the input axes that stayed dynamic.
+    ``optimize``: run onnxscript's graph optimiser too (onnxruntime optimises the graph when it loads it)."""
     import onnx
 
     declared = wrapper.dynamic_axes()
@@ -73,9 +74,11 @@ def write_onnx(wrapper: torch.nn.Module, sample: Inputs, path: Path, opset: int)
         kwargs = dict(input_names=list(wrapper.input_names), output_names=list(wrapper.output_names),
                       opset_version=opset, dynamo=True, dynamic_shapes=shapes, external_data=False, verbose=False)
         try:
-            torch.onnx.export(wrapper, sample, str(tmp), **kwargs)
+            torch.onnx.export(wrapper, sample, str(tmp), optimize=optimize, **kwargs)
         except Exception as err:  # noqa: BLE001 - onnxscript's graph optimiser fails on some graphs (agfusion's split)
-            log.info("ONNX graph optimisation failed (%s); writing the unoptimised graph", type(err).__name__)
+            if not optimize:
+                raise
+            log.warning("ONNX graph optimisation failed (%s); writing the unoptimised graph", type(err).__name__)
             torch.onnx.export(wrapper, sample, str(tmp), optimize=False, **kwargs)
 
     with torch.no_grad():
@@ -93,11 +96,15 @@ def write_onnx(wrapper: torch.nn.Module, sample: Inputs, path: Path, opset: int)
             for i in graph.input if i.name in wrapper.input_names}
 
 
-def onnx_outputs(path: Path, names: Sequence[str], inputs: Inputs) -> list[np.ndarray]:
+def load_runner(path: Path, fmt: str, names: Sequence[str]) -> Any:
+    """A callable running the written file on the CPU: inputs (tensors) -> outputs (numpy arrays)."""
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path))
+        return lambda *inputs: [t.numpy() for t in as_tuple(module(*inputs))]
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {name: x.numpy() for name, x in zip(names, inputs)})
+    return lambda *inputs: session.run(None, {name: x.numpy() for name, x in zip(names, inputs)})
 
 
 def check_samples(wrapper: torch.nn.Module, batch: int, size: tuple[int, int], dynamic: dict[str, dict[int, str]]) -> list[Inputs]:
@@ -113,14 +120,10 @@ def check_samples(wrapper: torch.nn.Module, batch: int, size: tuple[int, int], d
 def run_checks(path: Path, fmt: str, wrapper: torch.nn.Module, samples: list[Inputs]) -> tuple[float, list[str]]:
     """(max abs difference of the file vs PyTorch over ``samples``, the input shapes checked)."""
     worst, shapes = 0.0, []
+    run = load_runner(path, fmt, wrapper.input_names)
     with torch.no_grad():
         for inputs in samples:
-            want = as_tuple(wrapper(*inputs))
-            if fmt == "onnx":
-                got = onnx_outputs(path, wrapper.input_names, inputs)
-            else:
-                got = [t.numpy() for t in as_tuple(torch.jit.load(str(path))(*inputs))]
-            worst = max(worst, max_abs_diff(got, want))
+            worst = max(worst, max_abs_diff(run(*inputs), as_tuple(wrapper(*inputs))))
             shapes.append(" + ".join("x".join(map(str, x.shape)) for x in inputs))
     return worst, shapes
 
@@ -193,7 +196,7 @@ def export(cfg: DictConfig) -> Optional[float]:
     print(f"[neurocorr] exporting {family} from {ckpt} to {path} ({fmt}, sample "
           f"{' + '.join('x'.join(map(str, x.shape)) for x in sample)})", flush=True)
     if fmt == "onnx":
-        dynamic = write_onnx(wrapper, sample, path, int(cfg.opset))
+        dynamic = write_onnx(wrapper, sample, path, int(cfg.opset), bool(cfg.get("optimize", False)))
     else:
         dynamic = write_torchscript(wrapper, sample, path)
     diff, shapes = run_checks(path, fmt, wrapper, check_samples(wrapper, batch, size, dynamic))
@@ -203,7 +206,7 @@ def export(cfg: DictConfig) -> Optional[float]:
         raise ExportMismatch(f"{fmt} export of {ckpt}: outputs differ from PyTorch by {diff:.3g} > {tolerance:g} "
                              f"(inputs {', '.join(shapes)}); the file was removed")
     info = {
-        "family": family, "format": fmt, "file": path.name, "checkpoint": str(ckpt),
+        "family": family, "format": fmt, "file": path.name, "checkpoint": str(ckpt.resolve()),
         "opset": int(cfg.opset) if fmt == "onnx" else None,
         "input_names": list(wrapper.input_names), "output_names": list(wrapper.output_names),
         "input_shapes": {n: [dynamic.get(n, {}).get(k, d) for k, d in enumerate(x.shape)]
