@@ -114,6 +114,9 @@ class DetectorEvaluation:
                 value = entry.get(key)
                 if value is not None and value == value:
                     module.log(prefix + key, float(value))
+            rep, match = entry.get(self.headline), entry.get("match_acc")
+            if rep is not None and match is not None and rep == rep and match == match:
+                module.log(prefix + "rep_match", (float(rep) + float(match)) / 2)  # what val/rep_match chose on
         trainer = module.trainer
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
