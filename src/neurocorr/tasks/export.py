@@ -143,6 +143,17 @@ def write_torchscript(wrapper: torch.nn.Module, sample: Inputs, path: Path) -> d
     return declared if diff <= 1e-4 else batch_only
 
 
+def has_artifact(client: Any, run_id: str, name: str, size: int, path: Optional[str] = None) -> bool:
+    """Whether the run already holds a file called ``name`` of ``size`` bytes (Lightning's ``log_model``
+    logs checkpoints as ``<stem>/<name>``)."""
+    for item in client.list_artifacts(run_id, path):
+        if item.is_dir and has_artifact(client, run_id, name, size, item.path):
+            return True
+        if not item.is_dir and Path(item.path).name == name and item.file_size == size:
+            return True
+    return False
+
+
 def log_to_mlflow(cfg: DictConfig, ckpt: Path, family: str, files: list[Path], log_checkpoint: bool) -> Optional[str]:
     """Log ``files`` (and the checkpoint, unless its run has it) to the MLflow run that wrote ``ckpt``,
     else to a new run in ``neurocorr-<family>``; returns the run id (None without an MLflow logger)."""
@@ -164,7 +175,7 @@ def log_to_mlflow(cfg: DictConfig, ckpt: Path, family: str, files: list[Path], l
             tracking.OUTPUT_TAG: str(cfg.paths.output_dir), "neurocorr.checkpoint": str(ckpt)}).info.run_id
     for path in files:
         client.log_artifact(run_id, str(path), artifact_path="export")
-    if log_checkpoint and not client.list_artifacts(run_id, f"model/checkpoints/{ckpt.stem}"):
+    if log_checkpoint and not has_artifact(client, run_id, ckpt.name, ckpt.stat().st_size):
         client.log_artifact(run_id, str(ckpt), artifact_path="export/checkpoint")
     if new:
         client.set_terminated(run_id, "FINISHED")
