@@ -60,7 +60,8 @@ def _export(tmp_path: Path, ckpt: Path, *overrides: str) -> tuple[float, dict, P
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_onnx_file_matches_pytorch_in_onnxruntime(family: str, checkpoints, tmp_path: Path) -> None:
     size = {"detector": ["input_size=[40,40]"], "qatm": ["input_size=[64,72]"]}.get(family, [])
-    diff, info, out = _export(tmp_path, checkpoints[family], "logger=none", *size)
+    optimize = [] if family == "detector" else ["optimize=false"]  # the optimiser costs time; the detector covers it
+    diff, info, out = _export(tmp_path, checkpoints[family], "logger=none", *size, *optimize)
     assert diff < 1e-4
     assert (out / f"{family}.onnx").stat().st_size > 1000
     assert info["family"] == family and info["opset"] == 18 and info["parity"]["max_abs_diff"] == diff

@@ -62,9 +62,9 @@ def max_abs_diff(got: Sequence[np.ndarray], want: Sequence[torch.Tensor]) -> flo
     return worst
 
 
-def write_onnx(wrapper: torch.nn.Module, sample: Inputs, path: Path, opset: int, optimize: bool = False) -> dict[str, dict[int, str]]:
+def write_onnx(wrapper: torch.nn.Module, sample: Inputs, path: Path, opset: int, optimize: bool = True) -> dict[str, dict[int, str]]:
     """Export with ``Dim.AUTO`` on the declared axes; returns the input axes that stayed dynamic.
-    ``optimize``: run onnxscript's graph optimiser too (onnxruntime optimises the graph when it loads it)."""
+    ``optimize``: run onnxscript's graph optimiser (constant folding; the unoptimised graph where it fails)."""
     import onnx
 
     declared = wrapper.dynamic_axes()
@@ -207,7 +207,7 @@ def export(cfg: DictConfig) -> Optional[float]:
     print(f"[neurocorr] exporting {family} from {ckpt} to {path} ({fmt}, sample "
           f"{' + '.join('x'.join(map(str, x.shape)) for x in sample)})", flush=True)
     if fmt == "onnx":
-        dynamic = write_onnx(wrapper, sample, path, int(cfg.opset), bool(cfg.get("optimize", False)))
+        dynamic = write_onnx(wrapper, sample, path, int(cfg.opset), bool(cfg.get("optimize", True)))
     else:
         dynamic = write_torchscript(wrapper, sample, path)
     diff, shapes = run_checks(path, fmt, wrapper, check_samples(wrapper, batch, size, dynamic))
@@ -218,7 +218,7 @@ def export(cfg: DictConfig) -> Optional[float]:
                              f"(inputs {', '.join(shapes)}); the file was removed")
     info = {
         "family": family, "format": fmt, "file": path.name, "checkpoint": str(ckpt.resolve()),
-        "opset": int(cfg.opset) if fmt == "onnx" else None,
+        "opset": int(cfg.opset) if fmt == "onnx" else None, "optimize": bool(cfg.get("optimize", True)) if fmt == "onnx" else None,
         "input_names": list(wrapper.input_names), "output_names": list(wrapper.output_names),
         "input_shapes": {n: [dynamic.get(n, {}).get(k, d) for k, d in enumerate(x.shape)]
                          for n, x in zip(wrapper.input_names, sample)},
