@@ -16,7 +16,7 @@ from neurocorr.models.qatm.baselines import ncc_locate
 from neurocorr.models.qatm.boxes import extract_boxes, xywh_to_xyxy
 from neurocorr.models.qatm.evaluation import centre_cells
 from neurocorr.models.qatm.lightning_model import QATMModule
-from neurocorr.models.qatm.losses import ScoreMapCrossEntropy
+from neurocorr.models.qatm.losses import ScoreMapCrossEntropy, ScoreMapRanking
 from neurocorr.models.qatm.multiscale import match_multiscale
 from neurocorr.models.qatm.pairs import warped_pairs
 from neurocorr.models.qatm.qatm import qatm_pair_log_scores, qatm_score
@@ -67,7 +67,8 @@ def test_warped_pairs_put_the_template_in_its_box():
 def test_alpha_gets_a_gradient_and_moves(tmp_path):
     torch.manual_seed(0)
     net = QATMNet(vgg19_features(width=0.125), learn_alpha=True)
-    model = QATMModule(net=net, loss=ScoreMapCrossEntropy(), objective="matching", alpha_lr=0.1,
+    # the loss of experiment=qatm_match_cpu: score-map cross-entropy + ranking across the batch's scenes
+    model = QATMModule(net=net, loss=ScoreMapRanking(), objective="matching", alpha_lr=0.1,
                        optimizer=functools.partial(torch.optim.Adam, lr=1e-3), evaluation={"baselines": []})
     images = render_world(torch.Generator().manual_seed(3), 96, 8, centre_building=False)[0][None].expand(2, -1, -1, -1)
     pairs = warped_pairs(images, 32, 8, 64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torchvision.ops import batched_nms
@@ -29,18 +29,22 @@ def extract_boxes(
     local_ratio: float = 0.8,
     nms_iou: float = 0.3,
     top_k: int = 20,
+    min_score: Optional[float] = None,
 ) -> Boxes:
     """Boxes from a :class:`MatchResult`.
 
     Templates whose best score is below ``global_ratio`` x the best score of all templates give no
     box; within a kept template, local maxima above ``local_ratio`` x that template's best become
     template-sized boxes (sub-pixel centres), at most ``top_k`` per template, then non-maximum
-    suppression per template at ``nms_iou``.
+    suppression per template at ``nms_iou``. With ``min_score``, templates whose best score is below
+    it give no box either (an absolute threshold, e.g. calibrated on validation pairs).
     """
     fs = result.feature_score  # (N, Hf, Wf)
     n = fs.shape[0]
     best = fs.flatten(1).amax(1)  # (N,)
     keep_t = (best >= global_ratio * best.max()) & (best > 0)
+    if min_score is not None:
+        keep_t &= best >= float(min_score)
     norm = fs / best.clamp_min(torch.finfo(fs.dtype).tiny).view(n, 1, 1)
     k = max(1, min(top_k, fs.shape[-1] * fs.shape[-2]))
     peaks = find_peaks(norm[None], top_k=k, threshold=local_ratio, window=3, subpixel=True)

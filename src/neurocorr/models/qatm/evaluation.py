@@ -56,7 +56,7 @@ def localise_qatm(net: QATMNet, item: dict[str, Any], match_args: dict[str, Any]
     tbox = item["template_box"]
     box = None if bool(torch.isnan(tbox).any()) else [float(v) for v in tbox]
     result = match_multiscale(net, scene, [(template, box)], **variants)
-    boxes = extract_boxes(result, **{**box_args, "global_ratio": 0.0})
+    boxes = extract_boxes(result, **{**box_args, "global_ratio": 0.0, "min_score": None})  # localisation: always a box
     b, found, score = top_box(boxes)
     return Located(b, found, score, result.score[0].detach().cpu())
 

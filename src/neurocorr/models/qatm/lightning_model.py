@@ -17,17 +17,18 @@ from torchmetrics.detection import MeanAveragePrecision
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.qatm.evaluation import (
-    centre_cells, localisation_table, template_crop, localise_ncc, localise_qatm, metric_prefix, qatm_similarity, write_text,
+    centre_cells, localisation_table, template_crop, localise_ncc, localise_qatm, metric_prefix, write_text,
 )
-from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation, retrieval_metrics
+from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation
 from neurocorr.models.qatm.pairs import photometric, warped_pairs
 from neurocorr.models.qatm.torch_model import QATMNet
+from neurocorr.models.qatm.training import ThresholdCalibration, bare_templates, cross_log_scores, default_threshold
 
 OBJECTIVES = ("matching", "retrieval")
 TRAIN_KEYS = {"matching": ("template", "scene", "box"), "retrieval": ("drone", "satellite", "label")}
 EVAL_KEYS = (("template", "scene", "box"), ("image", "label", "role", "index"))
 PAIRS_DEFAULTS: dict[str, Any] = {"template_size": 48, "context": 16, "stride": 4, "scale": [0.7, 1.4],
-                                  "rotation": 20.0, "perspective": 0.15, "photometric": 1.0}
+                                  "rotation": 20.0, "perspective": 0.15, "photometric": 1.0, "bare": 0.0}
 EVAL_DEFAULTS: dict[str, Any] = {"baselines": ["untrained", "ncc"], "figure_pairs": 6, "qatm_retrieval": False,
                                  "retrieval_crop": 0.5, "retrieval_stride": 4, "figure_queries": 6}
 LOC_METRICS = ("success_auc", "mean_iou", "success_at_0.5")
@@ -43,9 +44,11 @@ class QATMModule(NeurocorrModule):
         augment: augment training images on the device (retrieval: rotation + colour; matching:
             photometric change of templates and scenes).
         match: matching and box settings: ``scales``, ``angles``, ``stride``, ``size_normalise``
-            (multi-scale variants) and ``global_ratio``, ``local_ratio``, ``nms_iou``, ``top_k`` (boxes).
+            (multi-scale variants) and ``global_ratio``, ``local_ratio``, ``nms_iou``, ``top_k``,
+            ``min_score`` (boxes; ``auto``: the threshold calibrated on validation pairs, kept in checkpoints).
         pairs: training pairs (matching): ``template_size`` and ``context`` pixels, ``stride``, and the
-            self-supervised warp (``scale`` range, ``rotation`` degrees, ``perspective``, ``photometric``).
+            self-supervised warp (``scale`` range, ``rotation`` degrees, ``perspective``, ``photometric``),
+            ``bare``: share of templates whose context is replaced by reflection (as bare templates are matched).
         evaluation: ``baselines`` (``untrained``, ``ncc``), ``figure_pairs``, ``qatm_retrieval`` (also rank
             by QATM scores), ``retrieval_crop``, ``retrieval_stride``, ``figure_queries``.
         alpha_lr: learning rate of a learnable alpha (its own parameter group; None: the optimiser's).
@@ -62,11 +65,13 @@ class QATMModule(NeurocorrModule):
         super().__init__(**base)
         if objective not in OBJECTIVES:
             raise ConfigError(f"model.objective must be one of {OBJECTIVES}, got {objective!r}")
-        self.objective = objective
-        self.required_batch_keys = TRAIN_KEYS[objective]
-        self.net, self.loss_fn = net, loss
-        self.alpha_lr = alpha_lr
-        self.match_args = dict(match or {})
+        self.objective, self.required_batch_keys = objective, TRAIN_KEYS[objective]
+        self.net, self.loss_fn, self.alpha_lr = net, loss, alpha_lr
+        self._match_args = dict(match or {})
+        # best-score threshold (model.match.min_score=auto) calibrated on validation pairs; NaN until then
+        self.register_buffer("score_threshold", torch.tensor(float("nan")))
+        self._register_load_state_dict_pre_hook(default_threshold)
+        self._calibration = ThresholdCalibration()
         self.pairs = {**PAIRS_DEFAULTS, **(pairs or {})}
         self.evaluation = {**EVAL_DEFAULTS, **(evaluation or {})}
         unknown = set(self.evaluation["baselines"]) - {"untrained", "ncc"}
@@ -84,6 +89,12 @@ class QATMModule(NeurocorrModule):
         self._figure_rows: dict[str, list[dict[str, Any]]] = {}
         self._retrieval_images: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._seen_retrieval = False
+
+    @property
+    def match_args(self) -> dict[str, Any]:
+        """``model.match`` with ``min_score: auto`` replaced by the calibrated threshold (None before)."""
+        t = float(self.score_threshold)
+        return {**self._match_args, **({"min_score": t if t == t else None} if self._match_args.get("min_score") == "auto" else {})}
 
     def configure_optimizers(self) -> Any:
         alpha = self.net.qatm.alpha
@@ -139,6 +150,7 @@ class QATMModule(NeurocorrModule):
                                     p["scale"], float(p["rotation"]), float(p["perspective"]))
                 template, scene, box = template.clone(), scene.clone(), box.clone()
                 template[warp], scene[warp], box[warp] = made.template, made.scene, made.box
+            template = bare_templates(template, int(p["context"]), float(p["bare"]))
             template, scene = photometric(template, self.photometric), photometric(scene, self.photometric)
         return {**batch, "template": template, "scene": scene, "box": box}
 
@@ -152,7 +164,10 @@ class QATMModule(NeurocorrModule):
                               f"the training batches lack {', '.join(missing)}: choose a data= that fits (template_pairs or university1652)")
         if self.objective == "matching":
             stride, context = int(self.pairs["stride"]), int(self.pairs["context"])
-            log_scores = self.net.pair_log_scores(batch["template"], batch["scene"], context, stride)
+            if getattr(self.loss_fn, "cross_scene", False):  # every template in every scene (ranking)
+                log_scores = cross_log_scores(self.net, batch["template"], batch["scene"], context, stride)
+            else:
+                log_scores = self.net.pair_log_scores(batch["template"], batch["scene"], context, stride)
             t = batch["template"].shape[-1] - 2 * context
             cells = (max(1, round(t / stride)),) * 2
             loss = self.loss_fn(log_scores, centre_cells(batch["box"], cells, stride))
@@ -196,6 +211,8 @@ class QATMModule(NeurocorrModule):
             item = {"template": batch["template"][i], "scene": batch["scene"][i], "template_box": batch["template_box"][i]}
             gt = batch["box"][i].float().cpu()
             found = {"model": localise_qatm(self.net, item, self.match_args)}
+            if stage == "val" and self._match_args.get("min_score") == "auto":  # own scene vs another pair's
+                self._calibration.update(self.net, item, found["model"].score, self.match_args)
             if self.untrained_net is not None and stage == "test":  # baselines do not change: test only
                 found["untrained"] = localise_qatm(self.untrained_net, item, self.match_args)
             if "ncc" in self.evaluation["baselines"] and stage == "test":
@@ -222,6 +239,9 @@ class QATMModule(NeurocorrModule):
             self._qatm_retrieval(stage)
         self._seen_retrieval = False
         self._retrieval_images = []
+        if stage == "val" and self._calibration.positive:
+            self.score_threshold.fill_(self._calibration.threshold())
+            self.log("val/score_threshold", self.score_threshold)
         results: dict[str, dict[str, dict[str, float]]] = {}
         counts: dict[str, int] = {}
         for key in [k for k in self.localisation if k.startswith(f"{stage}|")]:
@@ -256,31 +276,12 @@ class QATMModule(NeurocorrModule):
 
     def _qatm_retrieval(self, stage: str) -> None:
         """QATM-score ranking (optional) and the top-5 figure of both rankings (test)."""
-        if not self._retrieval_images:
-            return
-        images, labels, roles, index = (torch.cat(x) for x in zip(*self._retrieval_images))
-        qm, gm = roles == 0, roles == 1
-        if not qm.any() or not gm.any():
-            return
-        exclude = index[qm].view(-1, 1) == index[gm].view(1, -1)
-        rankings = {}
-        if self.evaluation["qatm_retrieval"]:
-            with torch.no_grad():
-                sim = qatm_similarity(self.net, images[qm].to(self.device), images[gm].to(self.device),
-                                      float(self.evaluation["retrieval_crop"]), int(self.evaluation["retrieval_stride"])).cpu()
-            for k, v in retrieval_metrics(sim, labels[qm], labels[gm], exclude).items():
-                self.log(f"{stage}/qatm/{k}", v)
-            rankings["qatm"] = sim
-        if stage == "test":
-            with torch.no_grad():
-                emb = torch.cat([self.net.embed(images[i : i + 64].to(self.device)).cpu() for i in range(0, len(images), 64)])
-            rankings["embedding"] = emb[qm] @ emb[gm].t()
-            self._retrieval_figures(rankings, images[qm], images[gm], labels[qm], labels[gm], exclude)
+        from neurocorr.models.qatm.retrieval_eval import rank_stored_images
 
-    def _retrieval_figures(self, rankings: dict[str, torch.Tensor], *args: torch.Tensor) -> None:
-        from neurocorr.models.qatm.viz import retrieval_figures
-
-        for name, fig in retrieval_figures(rankings, *args, int(self.evaluation["figure_queries"])).items():
+        metrics, figures = rank_stored_images(self.net, self._retrieval_images, self.evaluation, self.device, stage == "test")
+        for k, v in metrics.items():
+            self.log(f"{stage}/qatm/{k}", v)
+        for name, fig in figures.items():
             self.log_figure(fig, f"retrieval_top5_{name}")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

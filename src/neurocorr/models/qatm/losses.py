@@ -89,3 +89,39 @@ class ScoreMapCrossEntropy(nn.Module):
         target = target / mass.clamp_min(1e-6).view(b, 1, 1)
         per_map = -(target * torch.where(valid, log_p, torch.zeros_like(log_p))).sum(dim=(1, 2))
         return (per_map * ok).sum() / ok.sum().clamp_min(1)
+
+
+class ScoreMapRanking(ScoreMapCrossEntropy):
+    """The score-map cross-entropy plus a ranking term across scenes, so that QATM scores mean
+    something from one scene to another (a template that is not in a scene scores low there).
+
+    Takes ``log_scores (B, B, H, W)``: template ``i`` in scene ``j``; the diagonal are the true pairs.
+    Ranking: ``relu(margin - (best_ii - max_{j != i} best_ij))`` with ``best_ij`` the highest log
+    score of template ``i`` in scene ``j`` (a hinge on the log-score gap), weighted by ``weight``.
+
+    Args:
+        margin: wanted gap in log score (1.0: the true scene's best score e times the others').
+        weight: weight of the ranking term beside the cross-entropy.
+    """
+
+    cross_scene = True  # the module computes every template in every scene of the batch
+
+    def __init__(self, sigma: float = 1.0, temperature: float = 1.0, margin: float = 1.0, weight: float = 1.0) -> None:
+        super().__init__(sigma, temperature)
+        if margin < 0 or weight < 0:
+            raise ValueError(f"ScoreMapRanking needs margin >= 0 and weight >= 0, got {margin}, {weight}")
+        self.margin, self.weight = float(margin), float(weight)
+
+    def forward(self, log_scores: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        if log_scores.dim() == 3:  # no other scenes: the cross-entropy alone
+            return super().forward(log_scores, centres)
+        b = log_scores.shape[0]
+        eye = torch.eye(b, dtype=torch.bool, device=log_scores.device)
+        ce = super().forward(log_scores[eye], centres)
+        if b < 2:
+            return ce
+        best = log_scores.flatten(2).amax(2)  # (B, B); -inf only where nothing fits
+        best = torch.where(torch.isfinite(best), best, torch.full_like(best, -1e4))
+        negative = best.masked_fill(eye, float("-inf")).amax(1)
+        rank = torch.relu(self.margin - (best.diagonal() - negative)).mean()
+        return ce + self.weight * rank

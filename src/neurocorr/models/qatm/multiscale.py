@@ -63,7 +63,7 @@ def resample(image: torch.Tensor, box: Sequence[float], scale: float, angle: flo
 @torch.no_grad()
 def match_multiscale(
     net: QATMNet, scene: torch.Tensor, templates: Sequence[Template], scales: Sequence[float] = (1.0,),
-    angles: Sequence[float] = (0.0,), stride: Optional[int] = None, size_normalise: bool = True,
+    angles: Sequence[float] = (0.0,), stride: Optional[int] = None, size_normalise: bool | str = True,
 ) -> MatchResult:
     """Score maps of ``N`` templates in ``scene`` ``(1, 3, H, W)``, best over scales x angles per cell.
 
@@ -72,8 +72,11 @@ def match_multiscale(
         scales: template scales (e.g. 0.5 ... 2); variants larger than the scene are skipped.
         angles: rotations in degrees.
         stride: matching stride (default: chosen from the templates at scale 1).
-        size_normalise: multiply each variant's score by ``sqrt(cells)`` (the QATM likelihood of a
-            template with Q cells is at most ~1/sqrt(Q) by chance, so raw scores favour small variants).
+        size_normalise: how variants of different sizes are made comparable: ``True`` / ``"sqrt_cells"``
+            multiplies each variant's score by ``sqrt(cells)`` (the QATM likelihood of a template with Q
+            cells is ~1/sqrt(Q) by chance, so raw scores favour small variants); ``"median"`` divides
+            each variant's map by its median over the scene (the peak relative to that variant's
+            chance level); ``False`` keeps raw scores.
     Returns: :class:`MatchResult` with ``cell_sizes`` / ``cell_pixels`` of the winning variants.
     """
     check_variants(scales, angles)
@@ -113,9 +116,7 @@ def match_multiscale(
     for group in _size_groups(tf.sizes):
         g = net.pad_templates([maps[i] for i in group], tf.pixels[group])
         variant_score[group] = net.qatm(scene_feats.clone(), g.features, g.mask, g.sizes, net.tap_weights, inplace=True)
-    if size_normalise:
-        cells = (tf.sizes[:, 0] * tf.sizes[:, 1]).to(variant_score.dtype)
-        variant_score = variant_score * cells.sqrt().view(-1, 1, 1)
+    variant_score = normalise_variants(variant_score, tf.sizes, size_normalise)
     owner_t = torch.tensor(owner, device=variant_score.device)
     best = variant_score.new_full((n_t, hf, wf), -1.0)
     winner = torch.zeros(n_t, hf, wf, dtype=torch.long, device=variant_score.device)
@@ -130,6 +131,24 @@ def match_multiscale(
     up = F.interpolate(best[None], scale_factor=s, mode="bilinear", align_corners=False)[0] if s > 1 else best
     first = [owner.index(n) for n in range(n_t)]
     return MatchResult(up[..., :h, :w], best, s, tf.sizes[first], tf.pixels[first], cell_sizes, cell_pixels)
+
+
+SIZE_NORMALISATIONS = (True, False, "sqrt_cells", "median", "none")
+
+
+def normalise_variants(score: torch.Tensor, sizes: torch.Tensor, how: bool | str) -> torch.Tensor:
+    """``score (V, H, W)`` of variants with ``sizes (V, 2)`` cells -> comparable scores (see
+    :func:`match_multiscale`'s ``size_normalise``)."""
+    if how not in SIZE_NORMALISATIONS:
+        raise ConfigError(f"model.match.size_normalise must be one of {SIZE_NORMALISATIONS}, got {how!r}")
+    if how is True or how == "sqrt_cells":
+        cells = (sizes[:, 0] * sizes[:, 1]).to(score.dtype)
+        return score * cells.sqrt().view(-1, 1, 1)
+    if how == "median":  # positions where the variant does not fit (score 0) do not count
+        valid = score > 0
+        chance = torch.stack([s[v].median() if bool(v.any()) else s.new_ones(()) for s, v in zip(score, valid)])
+        return score / chance.clamp_min(torch.finfo(score.dtype).tiny).view(-1, 1, 1)
+    return score
 
 
 def _size_groups(sizes: torch.Tensor, ratio: float = 1.5) -> list[list[int]]:
