@@ -31,6 +31,7 @@ def test_meanshift_extraction_and_user_export(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("model=heatmapper", "backbone=small_cnn", "debug=fast_dev_run", "logger=none",
                    f"data.annotations={root / 'train' / 'export.json'}", "data.fractions=[0.5,0.25,0.25]",
                    "data.image_size=48", "data.batch_size=2", "model.extraction.method=meanshift",
-                   "model.extraction.meanshift.bandwidth=3.0")
+                   "model.extraction.meanshift.bandwidth=3.0", "model.figure_samples=0")
     train(cfg)
     assert "test/pck" in json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert not (Path(cfg.paths.output_dir) / "figures" / "test_keypoints.png").exists()  # figure_samples=0: none

@@ -186,7 +186,7 @@ class HeatmapperModule(NeurocorrModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         probabilities, found = self._evaluate(batch, self.test_metrics, "test")
         kept = self._kept.get("image")
-        if kept is None or kept.shape[0] < self.figure_samples:
+        if self.figure_samples > 0 and (kept is None or kept.shape[0] < self.figure_samples):  # 0: no figure
             n = self.figure_samples - (0 if kept is None else kept.shape[0])
             take = {"image": batch["image"][:n], "heat": probabilities[:n], "xy": found.xy[:n], "valid": found.valid[:n],
                     "points": batch["points"][:n], "labels": batch["labels"][:n]}
