@@ -132,6 +132,9 @@ def test_agfusion_pairs_csv_and_classes(make_cfg, tmp_path):
     rows = list(csv.DictReader(open(out / "pairs.csv")))
     assert failed == 2 and [r["truth"] for r in rows] == ["0", "1"]  # extra columns kept; the bad pair left out
     assert all(0.0 <= float(r["p_same"]) <= 1.0 and r["same"] == "1" for r in rows)
+    (folder / "good.csv").write_text("left,right\na.png,b.png\n")  # again into the same folder, nothing bad
+    failed, _ = run(make_cfg, ckpt, f"input={folder / 'good.csv'}", f"output={out}", "data.image_size=40")
+    assert failed == 0 and failed_inputs(out) == []  # the earlier run's failed.csv does not stay stale
     refs = images(tmp_path / "refs", [(32, 32), (32, 32)], bad=False)
     (refs / "a.png").rename(refs / "circle.png")
     (refs / "b.png").rename(refs / "square.png")

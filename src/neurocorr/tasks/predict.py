@@ -240,9 +240,9 @@ def predict(cfg: DictConfig) -> int:
           + (f", {len(pairs.rows)} pair(s)" if pairs is not None else ""), flush=True)
     with torch.no_grad():
         written = run(ctx)
-    if ctx.failed:
-        written.append(write_csv(output / "failed.csv", ["input", "error"],
-                                 ({"input": w, "error": e} for w, e in ctx.failed)))
+    # written even when empty: a failed.csv of an earlier run into the same folder must not stay stale
+    written.append(write_csv(output / "failed.csv", ["input", "error"],
+                             ({"input": w, "error": e} for w, e in ctx.failed)))
     for path in written:
         log_artifact(loggers, path)
     for lg in loggers:
