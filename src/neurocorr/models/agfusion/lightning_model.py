@@ -142,7 +142,7 @@ class AGFusionModule(NeurocorrModule):
     def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AGFusionOutput]:
         image_a, image_b = batch["image_a"], batch["image_b"]
         out = self.net(image_a, image_b)
-        if self.test_time_augment and not self.training and image_a.shape[-1] == image_a.shape[-2]:
+        if self.test_time_augment and not self.is_fitting and image_a.shape[-1] == image_a.shape[-2]:
             logits = [out.logit]
             for k in range(1, 8):  # the same element of D4 on both images
                 element = torch.full((image_a.shape[0],), k, dtype=torch.long)
