@@ -47,6 +47,7 @@ def test_optuna_sweep_parent_run_children_best_and_resume(tmp_path: Path) -> Non
     assert again.returncode == 0, again.stderr[-3000:]
     study = optuna.load_study(study_name="agfusion", storage=f"sqlite:///{tmp_path}/logs/optuna/studies.db")
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 3  # the first one plus the two still to do
+    assert study.trials[0].params not in [t.params for t in study.trials[2:]]  # not the done trial drawn again
     second_sweep = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())[-1]
     rows = (second_sweep / "sweep_summary.csv").read_text().splitlines()[1:]
     assert [r.split(",")[2] for r in rows] == statuses + ["finished", "finished"]

@@ -121,6 +121,8 @@ class OptunaSweeper(Sweeper):
         remaining = max(0, self.n_trials - done)
         if done:
             log.info("study %s has %d trials; running the %d still to do", self.study_name, done, remaining)
+            # a seeded sampler built afresh would draw its first samples again: the trials already done
+            study.sampler.reseed_rng()
         returns = []
         while remaining > 0:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, remaining))]
