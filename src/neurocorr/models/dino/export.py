@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from neurocorr.backbones.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from neurocorr.backbones.normalisation import rgb_input_description
 from neurocorr.models.dino.torch_model import DINONet
 
 
@@ -43,8 +43,4 @@ def export_network(module: Any) -> DINOExport:
 
 
 def preprocessing(module: Any) -> dict[str, Any]:
-    norm = str(module.teacher.input_norm)
-    imagenet = norm == "imagenet"
-    return {"channels": 3, "colour": "RGB", "value_range": [0.0, 1.0], "resize": "square image_size x image_size",
-            "normalisation": f"{norm}, inside the network", "mean": list(IMAGENET_MEAN) if imagenet else None,
-            "std": list(IMAGENET_STD) if imagenet else None}
+    return rgb_input_description(str(module.teacher.input_norm), "square image_size x image_size")
