@@ -247,6 +247,14 @@ def leaf_keys(tree: Any, prefix: str = "") -> list[str]:
     return out
 
 
+def settings_of(node: Any) -> Optional[dict]:
+    """A group node without ``_target_`` (``model.<key>=`` / ``data.<key>=`` settings to apply to a stored
+    config), as a dict; None for an empty node or a whole config with its ``_target_``."""
+    if isinstance(node, DictConfig) and len(node) and "_target_" not in node:
+        return OmegaConf.to_container(node, resolve=True)
+    return None
+
+
 def override_config(stored: dict, overrides: Any, group: str, source: str, extra_keys: tuple[str, ...] = ()) -> dict:
     """``stored`` with the leaves of ``overrides`` (nested) replaced; a key that ``stored`` lacks (and that
     is not in ``extra_keys``) is refused in one line naming it and listing the valid keys."""

@@ -26,8 +26,9 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from neurocorr.checkpoints import (DATA_KEY, build_model, check_nested_targets, checked_target, model_from_checkpoint,
-                                   override_config, resolve_ckpt_path, stored_preprocessing)
+from neurocorr.checkpoints import (DATA_KEY, build_model, check_nested_targets, checked_target,
+                                   model_from_checkpoint, override_config, resolve_ckpt_path, settings_of,
+                                   stored_preprocessing)
 from neurocorr.errors import ConfigError
 from neurocorr.families import family_of
 from neurocorr.tasks import common
@@ -64,13 +65,6 @@ def command_line_keys(cfg: DictConfig) -> set[str]:
     return {str(item).split("=", 1)[0].lstrip("+~") for item in task if "=" in str(item)}
 
 
-def _partial(node: Any) -> Optional[dict]:
-    """A group node without ``_target_`` (settings to apply to the stored config), as a dict, else None."""
-    if isinstance(node, DictConfig) and len(node) and "_target_" not in node:
-        return OmegaConf.to_container(node, resolve=True)
-    return None
-
-
 def keep_stored_preprocessing(data_cfg: DictConfig, stored: dict[str, Any], explicit: set[str], data_name: str) -> DictConfig:
     """``data_cfg`` with the checkpoint's preprocessing values where it has the same keys, unless the key was
     given on the command line; one warning per key whose given and stored values differ."""
@@ -101,7 +95,7 @@ def data_config(cfg: DictConfig, state: Optional[dict], source: str) -> tuple[Di
     if not stored:
         raise ConfigError(f"{source} stores no data config: pass data=<set> (and its data.root)")
     name = str(stored.get("_target_")).rsplit(".", 1)[-1]
-    settings = _partial(given)
+    settings = settings_of(given)
     if settings:
         check_nested_targets(stored, f"{source} data")
         cls = get_object(str(stored.get("_target_")))
@@ -131,7 +125,7 @@ def evaluate(cfg: DictConfig) -> Optional[float]:
     output_dir = Path(cfg.paths.output_dir)
     node = cfg.get("model")
     chosen = node if isinstance(node, DictConfig) and "_target_" in node else None
-    settings = _partial(node)
+    settings = settings_of(node)
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), checked_target(chosen, "model") if chosen else None)
     state: Optional[dict] = None
     if ckpt is not None:

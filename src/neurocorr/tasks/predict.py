@@ -24,14 +24,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from neurocorr.checkpoints import (DATA_KEY, build_model, checked_target, model_from_checkpoint, override_config,
-                                   resolve_ckpt_path)
+                                   resolve_ckpt_path, settings_of)
 from neurocorr.data.formats.image import IMAGE_SUFFIXES, is_image_file, list_images
 from neurocorr.errors import ConfigError, DataError
 from neurocorr.families import FAMILIES, family_of
 from neurocorr.files import write_atomic
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.tasks import common
-from neurocorr.tasks.evaluate import _partial  # also registers the open model/data 'checkpoint' nodes of predict.yaml
+import neurocorr.tasks.evaluate  # noqa: F401  registers the open model/data 'checkpoint' nodes of predict.yaml
 from neurocorr.viz.artifacts import log_artifact
 
 log = logging.getLogger("neurocorr")
@@ -192,9 +192,9 @@ def load_model(cfg: DictConfig) -> tuple[NeurocorrModule, dict[str, Any], dict[s
     chosen = node if isinstance(node, DictConfig) and "_target_" in node else None
     target = checked_target(chosen, "model") if chosen else None
     ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), Path(cfg.paths.log_dir), target)
-    data = _partial(cfg.get("data")) or {}
+    data = settings_of(cfg.get("data")) or {}
     if ckpt is not None:
-        model, state = model_from_checkpoint(ckpt, overrides=_partial(node))
+        model, state = model_from_checkpoint(ckpt, overrides=settings_of(node))
         if target is not None and (model.model_config or {}).get("_target_") != target:
             raise ConfigError(f"model={target} was given, but checkpoint {ckpt} holds {type(model).__name__}")
         stored = dict(state.get(DATA_KEY) or {})
