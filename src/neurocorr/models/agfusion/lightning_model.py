@@ -139,15 +139,20 @@ class AGFusionModule(NeurocorrModule):
                 batch[key] = image.contiguous(memory_format=torch.channels_last) if image.is_cuda else image
         return batch
 
-    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AGFusionOutput]:
-        image_a, image_b = batch["image_a"], batch["image_b"]
+    def compare(self, image_a: torch.Tensor, image_b: torch.Tensor) -> AGFusionOutput:
+        """The network on pairs ``(N, 3, S, S)`` in [0, 1]; outside a training step the logit is averaged
+        over D4 (the same element on both images) when ``test_time_augment`` is on."""
         out = self.net(image_a, image_b)
         if self.test_time_augment and not self.is_fitting and image_a.shape[-1] == image_a.shape[-2]:
             logits = [out.logit]
-            for k in range(1, 8):  # the same element of D4 on both images
+            for k in range(1, 8):
                 element = torch.full((image_a.shape[0],), k, dtype=torch.long)
                 logits.append(self.net(apply_dihedral(image_a, element), apply_dihedral(image_b, element)).logit)
             out = out._replace(logit=torch.stack(logits).mean(0))
+        return out
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, AGFusionOutput]:
+        out = self.compare(batch["image_a"], batch["image_b"])
         return self.loss_fn(out.logit, batch["label"].float()), out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

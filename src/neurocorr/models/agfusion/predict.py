@@ -29,8 +29,7 @@ def p_same(ctx: PredictContext, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     out = []
     for i in range(0, a.shape[0], step):
         x, y = (t[i : i + step].to(ctx.device).float() / 255.0 for t in (a, b))
-        # the module's own evaluation step (with its test-time D4 averaging when the model has it on)
-        _, found = ctx.model._step({"image_a": x, "image_b": y, "label": x.new_zeros(x.shape[0])})
+        found = ctx.model.compare(x, y)  # as in evaluation (test-time D4 averaging when the model has it on)
         out.append(found.logit.float().sigmoid().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
