@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neurocorr.models.detector.homography import corner_error, corners, estimate_homography, homography_auc
-from neurocorr.models.detector.keypoints import detect_pyramid, score_peaks
+from neurocorr.models.detector.keypoints import detect_pyramid, score_peaks, snap_to_finest
 from neurocorr.models.detector.table import summarise
 from neurocorr.models.detector.torch_model import DetectorOutput
 from neurocorr.ops.geometry import warp_points
@@ -56,6 +56,17 @@ def test_pyramid_detection_keeps_one_keypoint_per_structure_at_its_best_scale() 
     assert int(kp.valid.sum()) == 1                                   # the blob once, not once per scale
     assert (kp.xy[0, 0] - torch.tensor([30.0, 34.0])).norm() < 0.5
     assert best.shape == blob.shape and desc.shape == (1, 5, 3)
+
+
+def test_snap_to_finest_moves_points_onto_the_fine_peak_beside_them() -> None:
+    fine = quadratic_peak(7.3, 6.8)
+    # next to the peak; far from any; outside the map (an invalid slot of a padded top-k)
+    xy = torch.tensor([[[8.0, 6.0], [1.0, 13.0], [-40.0, 90.0]]], dtype=torch.float64)
+    snapped = snap_to_finest(fine, xy)
+    torch.testing.assert_close(snapped[0, 0], torch.tensor([7.3, 6.8], dtype=torch.float64))
+    torch.testing.assert_close(snapped[0, 1:], xy[0, 1:])                # no fine maximum beside them: kept
+    with pytest.raises(ValueError, match="snap_to_finest"):
+        snap_to_finest(fine[0], xy)
 
 
 def test_homography_from_exact_matches_has_zero_corner_error() -> None:

@@ -21,6 +21,8 @@ from neurocorr.models.qatm.multiscale import match_multiscale
 from neurocorr.models.qatm.pairs import warped_pairs
 from neurocorr.models.qatm.qatm import qatm_pair_log_scores, qatm_score
 from neurocorr.models.qatm.torch_model import QATMNet
+from neurocorr.models.qatm.training import scale_negative_log_scores
+from neurocorr.errors import ConfigError
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,6 +64,52 @@ def test_warped_pairs_put_the_template_in_its_box():
     torch.manual_seed(0)
     scaled = warped_pairs(smooth, 32, 8, 96, scale=(1.5, 1.5), rotation=0.0, perspective=0.0)
     torch.testing.assert_close(scaled.box[:, 2:], torch.full((3, 2), 48.0), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("mild", [0.0, 1.0])
+def test_mild_share_keeps_self_supervised_pairs_near_their_source_size(mild):
+    net = QATMNet(vgg19_features(width=0.125))
+    pairs = {"template_size": 32, "context": 8, "scale": [0.5, 0.5], "rotation": 0.0, "perspective": 0.0, "mild": mild}
+    model = QATMModule(net=net, objective="matching", pairs=pairs, augment=False, evaluation={"baselines": []},
+                       optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    image = (torch.rand(4, 3, 96, 96, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    batch = {"template": torch.zeros(4, 3, 48, 48, dtype=torch.uint8), "scene": image, "box": torch.zeros(4, 4),
+             "warp": torch.tensor([True, True, True, False])}
+    out = model._training_pairs(batch)
+    side = out["box"][:3, 2:]
+    if mild:  # the MILD_WARP range (scale 0.9-1.1, +-5 degrees), not the configured 0.5
+        assert bool(((side > 0.85 * 32) & (side < 1.25 * 32)).all())
+    else:
+        torch.testing.assert_close(side, torch.full((3, 2), 16.0), atol=1e-3, rtol=0)
+    assert torch.equal(out["box"][3], torch.zeros(4))  # a CSV pair (warp False) is left as it came
+
+
+def test_wrong_scale_negatives_enter_the_softmax_and_train_the_backbone():
+    torch.manual_seed(0)
+    net = QATMNet(vgg19_features(width=0.125))
+    model = QATMModule(net=net, loss=ScoreMapCrossEntropy(), objective="matching", evaluation={"baselines": []},
+                       pairs={"template_size": 32, "context": 8, "stride": 4, "scale_negatives": [0.5, 2.0]},
+                       optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    model.log_train_mean = lambda *a, **k: None
+    images = render_world(torch.Generator().manual_seed(3), 96, 8, centre_building=False)[0][None].expand(2, -1, -1, -1)
+    pairs = warped_pairs(images, 32, 8, 80, scale=(1.0, 1.0), rotation=0.0, perspective=0.0)
+    batch = {"template": pairs.template, "scene": pairs.scene, "box": pairs.box}
+    loss = model.training_step(batch, 0)
+    plain = QATMModule(net=net, loss=ScoreMapCrossEntropy(), objective="matching", evaluation={"baselines": []},
+                       pairs={"template_size": 32, "context": 8, "stride": 4},
+                       optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
+    plain.log_train_mean = model.log_train_mean
+    assert float(loss) > float(plain.training_step(batch, 0)) + 1e-4  # the wrong scales take probability mass
+    loss.backward()
+    assert net.backbone.features[0].weight.grad.abs().sum() > 0
+    # a template at 1.6x in its scene: 2x is too close to be a wrong answer, 0.5x is not
+    scene_feats = net.encode(pairs.scene, 4)
+    box = torch.tensor([[0.0, 0.0, 51.2, 51.2], [0.0, 0.0, 32.0, 32.0]])
+    half, double = scale_negative_log_scores(net, pairs.template, scene_feats, box, 8, 4, [0.5, 2.0])
+    assert torch.isfinite(half).any(dim=(1, 2)).tolist() == [True, True]
+    assert torch.isfinite(double).any(dim=(1, 2)).tolist() == [False, True]
+    with pytest.raises(ConfigError, match="scale_negatives"):
+        QATMModule(net=net, objective="matching", pairs={"scale_negatives": [1.2]}, optimizer=functools.partial(torch.optim.Adam))
 
 
 def test_alpha_gets_a_gradient_and_moves(tmp_path):

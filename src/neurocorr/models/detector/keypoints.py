@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
-from neurocorr.ops.peaks import find_peaks, refine_subpixel_2d
+from neurocorr.ops.peaks import find_peaks, refine_subpixel, refine_subpixel_2d
 
 
 class Keypoints(NamedTuple):
@@ -67,15 +67,52 @@ def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int 
 Describe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def snap_to_finest(fine: torch.Tensor, xy: torch.Tensor, subpixel: bool | str = True) -> torch.Tensor:
+    """Keypoints ``xy`` ``(B, K, 2)`` found on a pyramid's max-over-scales map, moved to the local
+    maximum of the finest level's score ``fine`` ``(B, 1, H, W)`` in their 3x3 neighbourhood when it
+    has one there (then refined on that map as :func:`score_peaks` refines): a structure that answers
+    most at a coarse level is still located at the resolution of the image. Points without a fine
+    local maximum next to them keep their place."""
+    if fine.dim() != 4 or fine.shape[1] != 1 or xy.dim() != 3 or xy.shape[0] != fine.shape[0]:
+        raise ValueError(f"snap_to_finest: fine (B, 1, H, W), xy (B, K, 2); got {tuple(fine.shape)}, {tuple(xy.shape)}")
+    b, _, h, w = fine.shape
+    is_max = fine >= F.max_pool2d(fine, 3, stride=1, padding=1)
+    base = xy.round().long()
+    best_val = torch.full(xy.shape[:2], float("-inf"), dtype=fine.dtype, device=fine.device)
+    best_xy = base.clone()
+    flat_map, flat_max = fine.flatten(1), is_max.flatten(1)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            px, py = base[..., 0] + dx, base[..., 1] + dy
+            inside = (px >= 1) & (px < w - 1) & (py >= 1) & (py < h - 1)
+            flat = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
+            val = flat_map.gather(1, flat)
+            ok = inside & flat_max.gather(1, flat) & (val > best_val)
+            best_val = torch.where(ok, val, best_val)
+            best_xy = torch.where(ok[..., None], torch.stack([px, py], -1), best_xy)
+    found = torch.isfinite(best_val)
+    best_xy = torch.stack([best_xy[..., 0].clamp(1, w - 2), best_xy[..., 1].clamp(1, h - 2)], -1)  # unused where not found
+    flat = (best_xy[..., 1] * w + best_xy[..., 0])[:, None]
+    mode = SUBPIXEL.get(subpixel)
+    snapped = best_xy.to(xy.dtype)
+    if mode == "2d":
+        snapped = refine_subpixel_2d(fine, flat)[:, 0]
+    elif mode == "1d":
+        snapped = refine_subpixel(fine, flat)[:, 0]
+    return torch.where(found[..., None], snapped, xy)
+
+
 def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Describe, image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
-                   border: int = 4, subpixel: bool | str = True) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
+                   border: int = 4, subpixel: bool | str = True,
+                   snap_finest: bool = False) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
     """Keypoints over an image pyramid with scale-space NMS.
 
     The network runs on ``image`` ``(B, C, H, W)`` resized by each of ``scales``; each score map is
     resized back to ``H x W``; a point is kept where the maximum over scales is a local maximum in
     ``nms_window`` (so the same structure seen at two scales gives one keypoint, at the scale that
-    answers most). Orientation and descriptor (``describe(features, xy, angle)``) are read in the
+    answers most); ``snap_finest`` then moves each point to the finest level's own peak next to it
+    (:func:`snap_to_finest`). Orientation and descriptor (``describe(features, xy, angle)``) are read in the
     level of the keypoint's scale, at the keypoint's position in that level.
 
     Returns (keypoints, descriptors ``(B, K, D)``, the max-over-scales score map ``(B, 1, H, W)``).
@@ -96,6 +133,9 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
     xy, score, valid = score_peaks(best, top_k, threshold, nms_window, border, subpixel)
     flat = (xy.round().long()[..., 1].clamp(0, h - 1) * w + xy.round().long()[..., 0].clamp(0, w - 1))
     lvl = level.flatten(1).gather(1, flat)                                           # (B, K)
+    if snap_finest and len(scales) > 1:
+        finest = max(range(len(scales)), key=lambda i: sizes[i][0] * sizes[i][1])
+        xy = snap_to_finest(maps[finest], xy, subpixel)
     angle = torch.zeros_like(score)
     desc = None
     for i, (out, (lh, lw)) in enumerate(zip(outs, sizes)):

@@ -51,6 +51,7 @@ class DetectorModule(NeurocorrModule):
         top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
         subpixel: peak refinement, true/``2d`` (2-D quadratic fit), ``1d`` (along x and y), false/``none``.
         scales: image pyramid of the test-time detection (``[1.0]`` = one scale).
+        snap_finest: pyramid keypoints move to the finest level's own peak beside them (1-px localisation).
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
         match_threshold, homography_top_k, ransac_px, baselines, model_descriptor_baselines,
         figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
@@ -66,7 +67,7 @@ class DetectorModule(NeurocorrModule):
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
-        eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
+        snap_finest: bool = False, eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
@@ -89,6 +90,7 @@ class DetectorModule(NeurocorrModule):
         self.border, self.top_k, self.nms_window = border, top_k, nms_window
         self.threshold, self.detect_border, self.subpixel = threshold, detect_border, subpixel
         self.scales = [float(s) for s in scales]
+        self.snap_finest = bool(snap_finest)
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
@@ -127,7 +129,7 @@ class DetectorModule(NeurocorrModule):
                                   self.detect_border, self.subpixel)
             return kp, self.descriptor(out.features, kp.xy, kp.angle), out.score
         return detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
-                              self.nms_window, self.detect_border, self.subpixel)
+                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest)
 
     # ------------------------------------------------------------------ data
 

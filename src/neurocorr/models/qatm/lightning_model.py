@@ -7,6 +7,7 @@ retrieval (pooled embeddings and, optionally, QATM scores), with figures."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Optional
 
 import kornia.augmentation as K
@@ -22,13 +23,17 @@ from neurocorr.models.qatm.evaluation import (
 from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation
 from neurocorr.models.qatm.pairs import photometric, warped_pairs
 from neurocorr.models.qatm.torch_model import QATMNet
-from neurocorr.models.qatm.training import ThresholdCalibration, bare_templates, cross_log_scores, default_threshold
+from neurocorr.models.qatm.training import (ThresholdCalibration, bare_templates, cross_log_scores, default_threshold,
+                                            scale_negative_log_scores)
 
 OBJECTIVES = ("matching", "retrieval")
 TRAIN_KEYS = {"matching": ("template", "scene", "box"), "retrieval": ("drone", "satellite", "label")}
 EVAL_KEYS = (("template", "scene", "box"), ("image", "label", "role", "index"))
 PAIRS_DEFAULTS: dict[str, Any] = {"template_size": 48, "context": 16, "stride": 4, "scale": [0.7, 1.4],
-                                  "rotation": 20.0, "perspective": 0.15, "photometric": 1.0, "bare": 0.0}
+                                  "rotation": 20.0, "perspective": 0.15, "photometric": 1.0, "bare": 0.0, "mild": 0.0,
+                                  "scale_negatives": []}
+#: (scale range, rotation degrees, perspective) of the ``pairs.mild`` share: small frame-to-frame motion
+MILD_WARP = ((0.9, 1.1), 5.0, 0.03)
 EVAL_DEFAULTS: dict[str, Any] = {"baselines": ["untrained", "ncc"], "figure_pairs": 6, "qatm_retrieval": False,
                                  "retrieval_crop": 0.5, "retrieval_stride": 4, "figure_queries": 6}
 LOC_METRICS = ("success_auc", "mean_iou", "success_at_0.5")
@@ -48,7 +53,11 @@ class QATMModule(NeurocorrModule):
             ``min_score`` (boxes; ``auto``: the threshold calibrated on validation pairs, kept in checkpoints).
         pairs: training pairs (matching): ``template_size`` and ``context`` pixels, ``stride``, and the
             self-supervised warp (``scale`` range, ``rotation`` degrees, ``perspective``, ``photometric``),
-            ``bare``: share of templates whose context is replaced by reflection (as bare templates are matched).
+            ``bare``: share of templates whose context is replaced by reflection (as bare templates are matched);
+            ``mild``: share of self-supervised pairs warped only slightly (:data:`MILD_WARP`), so that
+            fine-tuning keeps near-exact copies sharp while it learns invariance on the rest;
+            ``scale_negatives``: template scale factors (e.g. ``[0.5, 2.0]``) whose maps join the
+            score-map softmax as wrong answers, so that the true scale wins the multi-scale matching.
         evaluation: ``baselines`` (``untrained``, ``ncc``), ``figure_pairs``, ``qatm_retrieval`` (also rank
             by QATM scores), ``retrieval_crop``, ``retrieval_stride``, ``figure_queries``.
         alpha_lr: learning rate of a learnable alpha (its own parameter group; None: the optimiser's).
@@ -73,6 +82,12 @@ class QATMModule(NeurocorrModule):
         self._register_load_state_dict_pre_hook(default_threshold)
         self._calibration = ThresholdCalibration()
         self.pairs = {**PAIRS_DEFAULTS, **(pairs or {})}
+        factors = list(self.pairs["scale_negatives"] or [])
+        if any(not float(f) > 0 or abs(math.log(float(f))) < math.log(1.5) for f in factors):
+            raise ConfigError(f"model.pairs.scale_negatives must be scale factors <= 1/1.5 or >= 1.5, got {factors}")
+        if factors and getattr(loss, "cross_scene", False):
+            raise ConfigError("model.pairs.scale_negatives works with the score-map cross-entropy (loss=qatm_score_ce), "
+                              f"not with {type(loss).__name__}")
         self.evaluation = {**EVAL_DEFAULTS, **(evaluation or {})}
         unknown = set(self.evaluation["baselines"]) - {"untrained", "ncc"}
         if unknown:
@@ -146,10 +161,13 @@ class QATMModule(NeurocorrModule):
         with self.step_rng():
             warp = batch.get("warp")
             if warp is not None and bool(warp.any()):
-                made = warped_pairs(scene[warp], int(p["template_size"]), int(p["context"]), scene.shape[-1],
-                                    p["scale"], float(p["rotation"]), float(p["perspective"]))
                 template, scene, box = template.clone(), scene.clone(), box.clone()
-                template[warp], scene[warp], box[warp] = made.template, made.scene, made.box
+                # a share of the pairs is warped only as much as consecutive video frames move
+                mild = warp & (torch.rand(warp.shape, device=warp.device) < float(p["mild"]))
+                for rows, ranges in ((warp & ~mild, (p["scale"], float(p["rotation"]), float(p["perspective"]))), (mild, MILD_WARP)):
+                    if bool(rows.any()):
+                        made = warped_pairs(scene[rows], int(p["template_size"]), int(p["context"]), scene.shape[-1], *ranges)
+                        template[rows], scene[rows], box[rows] = made.template, made.scene, made.box
             template = bare_templates(template, int(p["context"]), float(p["bare"]))
             template, scene = photometric(template, self.photometric), photometric(scene, self.photometric)
         return {**batch, "template": template, "scene": scene, "box": box}
@@ -164,13 +182,20 @@ class QATMModule(NeurocorrModule):
                               f"the training batches lack {', '.join(missing)}: choose a data= that fits (template_pairs or university1652)")
         if self.objective == "matching":
             stride, context = int(self.pairs["stride"]), int(self.pairs["context"])
-            if getattr(self.loss_fn, "cross_scene", False):  # every template in every scene (ranking)
-                log_scores = cross_log_scores(self.net, batch["template"], batch["scene"], context, stride)
-            else:
-                log_scores = self.net.pair_log_scores(batch["template"], batch["scene"], context, stride)
             t = batch["template"].shape[-1] - 2 * context
             cells = (max(1, round(t / stride)),) * 2
-            loss = self.loss_fn(log_scores, centre_cells(batch["box"], cells, stride))
+            centres = centre_cells(batch["box"], cells, stride)
+            factors = [float(f) for f in self.pairs["scale_negatives"]]
+            if getattr(self.loss_fn, "cross_scene", False):  # every template in every scene (ranking)
+                loss = self.loss_fn(cross_log_scores(self.net, batch["template"], batch["scene"], context, stride), centres)
+            elif factors:  # the true scale against wrong ones, compared as matching compares them
+                scene_feats = self.net.encode(batch["scene"], stride)
+                log_scores = self.net.pair_log_scores(batch["template"], scene_feats, context, stride, encoded=True)
+                log_scores = log_scores + 0.5 * math.log(cells[0] * cells[1])
+                negatives = scale_negative_log_scores(self.net, batch["template"], scene_feats, batch["box"], context, stride, factors)
+                loss = self.loss_fn(log_scores, centres, negatives)
+            else:
+                loss = self.loss_fn(self.net.pair_log_scores(batch["template"], batch["scene"], context, stride), centres)
             n = batch["box"].shape[0]
         else:
             drone, sat = self.net.embed(batch["drone"]), self.net.embed(batch["satellite"])

@@ -7,6 +7,8 @@ return a scalar; queries without a positive or without a negative in the gallery
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -73,13 +75,19 @@ class ScoreMapCrossEntropy(nn.Module):
             raise ValueError(f"ScoreMapCrossEntropy needs sigma > 0 and temperature > 0, got {sigma}, {temperature}")
         self.sigma, self.temperature = float(sigma), float(temperature)
 
-    def forward(self, log_scores: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    def forward(self, log_scores: torch.Tensor, centres: torch.Tensor,
+                negatives: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         """``log_scores (B, H, W)`` (``-inf`` where the template does not fit), ``centres (B, 2)``
-        true (x, y) in cells -> scalar mean over the maps whose target is not empty."""
+        true (x, y) in cells -> scalar mean over the maps whose target is not empty. ``negatives``:
+        more maps ``(B, h, w)`` (e.g. the template at wrong scales) whose positions join the softmax
+        as places the template is not."""
         b, h, w = log_scores.shape
         valid = torch.isfinite(log_scores)
         logits = torch.where(valid, log_scores * self.temperature, torch.full_like(log_scores, float("-inf")))
-        log_p = torch.log_softmax(logits.flatten(1), dim=1).view(b, h, w)
+        lse = torch.logsumexp(logits.flatten(1), dim=1)
+        for n in negatives:
+            lse = torch.logaddexp(lse, torch.logsumexp((n * self.temperature).flatten(1), dim=1))
+        log_p = logits - lse.view(b, 1, 1)
         ys = torch.arange(h, device=log_scores.device, dtype=log_scores.dtype).view(1, h, 1)
         xs = torch.arange(w, device=log_scores.device, dtype=log_scores.dtype).view(1, 1, w)
         d2 = (xs - centres[:, 0].view(b, 1, 1)) ** 2 + (ys - centres[:, 1].view(b, 1, 1)) ** 2

@@ -99,20 +99,22 @@ class QATMNet(nn.Module):
         """``(B, 3, H, W)`` -> fused features ``(B, C, ceil(H/s), ceil(W/s))`` in one pass (no tiling)."""
         return encode_fused(self.backbone, images, stride, self._align(stride))
 
-    def pair_log_scores(self, templates: torch.Tensor, scenes: torch.Tensor, context: int, stride: int) -> torch.Tensor:
+    def pair_log_scores(self, templates: torch.Tensor, scenes: torch.Tensor, context: int, stride: int,
+                        encoded: bool = False) -> torch.Tensor:
         """Differentiable log QATM maps of template ``b`` in scene ``b``.
 
         Args:
             templates: ``(B, 3, h + 2 context, w + 2 context)``: each template with ``context`` pixels
                 of its surroundings (or reflect padding) on every side; ``context`` a multiple of ``stride``.
-            scenes: ``(B, 3, H, W)``.
+            scenes: ``(B, 3, H, W)``, or their features ``(B, C, ceil(H/s), ceil(W/s))`` with ``encoded``.
         Returns: ``(B, ceil(H/s), ceil(W/s))`` log scores (cell (i, j) = template window centred there).
         """
         c = context // stride
         t = self.encode(templates, stride)
         if c:
             t = t[..., c:-c, c:-c]
-        return qatm_pair_log_scores(self.encode(scenes, stride), t, self.qatm.alpha, self.qatm.eps, self.tap_weights)
+        scene_feats = scenes if encoded else self.encode(scenes, stride)
+        return qatm_pair_log_scores(scene_feats, t, self.qatm.alpha, self.qatm.eps, self.tap_weights)
 
     # ------------------------------------------------------------------ matching
     def choose_stride(self, template_pixels: torch.Tensor) -> int:

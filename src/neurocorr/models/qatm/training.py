@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,42 @@ def cross_log_scores(net: QATMNet, templates: torch.Tensor, scenes: torch.Tensor
     sj = s.repeat(b, 1, 1, 1)  # row i*B + j: scene j
     out = qatm_pair_log_scores(sj, ti, net.qatm.alpha, net.qatm.eps, net.tap_weights)
     return out.view(b, b, *out.shape[-2:])
+
+
+def scale_negative_log_scores(
+    net: QATMNet, templates: torch.Tensor, scene_feats: torch.Tensor, box: torch.Tensor, context: int, stride: int,
+    factors: Sequence[float],
+) -> list[torch.Tensor]:
+    """Log QATM maps ``(B, H', W')`` of each template resampled by each of ``factors``, in the scene
+    features ``scene_feats`` ``(B, C, H', W')``, size-normalised as matching compares scales (log score
+    + 0.5 log cells, :func:`~neurocorr.models.qatm.multiscale.normalise_variants`). They are the wrong
+    scales that the true one must beat: a map is ``-inf`` where its factor is within 1.5x of the
+    template's size in the scene (``box (B, 4)`` xywh against the template side), or where the
+    resampled template does not fit the scene.
+
+    Args:
+        templates: ``(B, 3, T + 2 context, T + 2 context)``, context a multiple of ``stride``.
+    """
+    side = templates.shape[-1] - 2 * context
+    # the box of a rotated or tilted template is up to ~1.3x its size: bounds of the true scale
+    size = (box[:, 2] * box[:, 3]).clamp_min(1).sqrt() / side
+    low, high = size / 1.3, size
+    out = []
+    for f in factors:
+        inner = max(1, round(side * f / stride))
+        ring = round(context * f / stride)
+        if inner > min(scene_feats.shape[-2:]):
+            continue
+        resized = F.interpolate(templates, size=((inner + 2 * ring) * stride,) * 2, mode="bilinear",
+                                antialias=f < 1, align_corners=False)
+        t = net.encode(resized, stride)
+        if ring:
+            t = t[..., ring:-ring, ring:-ring]
+        log_map = qatm_pair_log_scores(scene_feats, t, net.qatm.alpha, net.qatm.eps, net.tap_weights)
+        log_map = log_map + 0.5 * math.log(inner * inner)
+        far = (f >= 1.5 * high) | (f <= low / 1.5)
+        out.append(torch.where(far.view(-1, 1, 1), log_map, torch.full_like(log_map, float("-inf"))))
+    return out
 
 
 def bare_templates(templates: torch.Tensor, context: int, share: float) -> torch.Tensor:
