@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from neurocorr.data.formats.template_pairs import read_template_pairs
@@ -126,6 +127,27 @@ def test_datamodule_trains_on_csv_pairs_and_image_crops(view_pairs):
     assert {"", "val"} >= set(test["set"])
     with pytest.raises(ConfigError, match="template_size"):
         TemplatePairsDataModule(root=str(view_pairs), template_size=48, context=16, scene_size=64)
+
+
+def test_validation_pictures_are_fixed_warped_pairs_of_images_not_trained_on(view_pairs):
+    dm = TemplatePairsDataModule(root=str(view_pairs / "heldout_pairs.csv"), val_csv=str(view_pairs / "val_pairs.csv"),
+                                 val_images=["coins"], val_pairs_per_image=4, template_size=24, context=8, scene_size=64)
+    dm.setup("fit")
+    n_csv = len(read_template_pairs(view_pairs / "val_pairs.csv"))
+    val = dm.datasets["val"]
+    assert len(val) == n_csv + 4
+    items = [val[n_csv + i] for i in range(4)]
+    again = val[n_csv + 1]
+    assert torch.equal(items[1]["scene"], again["scene"]) and torch.equal(items[1]["box"], again["box"])  # fixed pairs
+    for it in items:
+        assert it["template"].shape == (3, 40, 40) and it["scene"].shape == (3, 64, 64)
+        assert it["template_box"].tolist() == [8.0, 8.0, 24.0, 24.0]
+        x, y, w, h = it["box"].tolist()
+        assert 0 <= x and 0 <= y and x + w <= 64.01 and y + h <= 64.01
+    sides = [float(it["box"][2:].prod().sqrt()) for it in items]
+    assert 0.85 * 24 <= sides[1] <= 1.2 * 24  # every other pair moves as little as consecutive frames
+    with pytest.raises(ConfigError, match="coins"):
+        TemplatePairsDataModule(root=str(view_pairs), val_images=["coins"], bundled_images=["coins", "camera"])
 
 
 def test_a_template_larger_than_its_scene_names_the_row(tmp_path: Path) -> None:

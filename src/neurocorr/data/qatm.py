@@ -22,7 +22,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from neurocorr.data.base import NeurocorrDataModule
 from neurocorr.data.formats.image import read_image
 from neurocorr.data.formats.university1652 import check_root, paired_buildings, read_split, require_view
-from neurocorr.data.qatm_pairs import CsvTrainingPairs, ImageCrops, PairItems, collate_pairs, load_image_sources
+from neurocorr.data.qatm_pairs import (CsvTrainingPairs, ImageCrops, PairItems, WarpedValidationPairs, collate_pairs,
+                                       load_image_sources)
 from neurocorr.errors import ConfigError
 
 VIEWS = ("drone", "satellite", "street", "google")
@@ -161,6 +162,9 @@ class TemplatePairsDataModule(NeurocorrDataModule):
         extra_test: more evaluation sets ``{name: csv}``, reported as ``test/<name>/...``.
         train_csv: template-pairs CSVs to train the matcher on (optional).
         val_csv: pairs for validation (default: the evaluation pairs of ``root``).
+        val_images: scikit-image picture names (not trained on) whose fixed warped crops join the
+            validation pairs (``val_pairs_per_image`` each): the checkpoint is chosen, and
+            ``model.match.min_score=auto`` calibrated, on pictures as well as on ``val_csv``.
         image_folders, bundled_images: images (folders, or scikit-image picture names) whose crops
             become self-supervised pairs (``crops_per_image`` each per epoch).
         template_size, context, scene_size: training pair sizes in pixels (must match ``model.pairs``).
@@ -172,6 +176,7 @@ class TemplatePairsDataModule(NeurocorrDataModule):
     def __init__(
         self, *, root: str, csv: str = "pairs.csv", extra_test: Optional[dict[str, str]] = None,
         train_csv: Optional[Sequence[str]] = None, val_csv: Optional[str] = None,
+        val_images: Optional[Sequence[str]] = None, val_pairs_per_image: int = 8,
         image_folders: Optional[Sequence[str]] = None, bundled_images: Optional[Sequence[str]] = None,
         crops_per_image: int = 16, template_size: int = 48, context: int = 16, scene_size: int = 128, **base: Any,
     ) -> None:
@@ -181,6 +186,10 @@ class TemplatePairsDataModule(NeurocorrDataModule):
         self.train_csv = [self._csv(p, csv) for p in ([train_csv] if isinstance(train_csv, str) else train_csv or [])]
         self.val_csv = self._csv(val_csv, csv) if val_csv else None
         self.image_folders, self.bundled_images = list(image_folders or []), list(bundled_images or [])
+        self.val_images, self.val_pairs_per_image = list(val_images or []), int(val_pairs_per_image)
+        shared = sorted(set(self.val_images) & set(self.bundled_images))
+        if shared:
+            raise ConfigError(f"data.val_images {shared} are also in data.bundled_images: validation pictures must not be trained on")
         self.crops_per_image = int(crops_per_image)
         self.sizes = (int(template_size), int(context), int(scene_size))
         if self.sizes[0] + 2 * self.sizes[1] > self.sizes[2]:
@@ -200,7 +209,12 @@ class TemplatePairsDataModule(NeurocorrDataModule):
             return
         test = PairItems(self.csv_path)
         sets: list[Dataset] = [test] + [PairItems(p, name) for name, p in self.extra_test.items()]
-        self.datasets = {"test": ConcatDataset(sets), "val": PairItems(self.val_csv) if self.val_csv else test}
+        val: Dataset = PairItems(self.val_csv) if self.val_csv else test
+        if self.val_images:
+            t, c, s = self.sizes
+            pictures = WarpedValidationPairs(load_image_sources([], self.val_images), t, c, s, self.val_pairs_per_image, seed=self.seed)
+            val = ConcatDataset([val, pictures])
+        self.datasets = {"test": ConcatDataset(sets), "val": val}
         if self.trains and stage in (None, "fit"):
             t, c, s = self.sizes
             parts: list[Dataset] = []

@@ -137,6 +137,38 @@ class ImageCrops(Dataset):
                 "box": torch.zeros(4), "warp": True}
 
 
+class WarpedValidationPairs(Dataset):
+    """Fixed self-supervised evaluation pairs (``PairItems`` layout) from held-out images: pair ``i``
+    is a crop of image ``i % n`` under a homography drawn from seed and ``i`` (the same every epoch).
+    Every other pair moves only as much as consecutive video frames (scale 0.9-1.1, +-5 degrees), the
+    others over the training ranges. The template is the crop with its context, ``template_box`` the
+    template inside it.
+    """
+
+    def __init__(self, images: Sequence[torch.Tensor], template_size: int, context: int, scene_size: int,
+                 pairs_per_image: int = 8, scale: Sequence[float] = (0.7, 1.4), rotation: float = 20.0,
+                 perspective: float = 0.15, seed: int = 0, set_name: str = "") -> None:
+        self.crops = ImageCrops(images, template_size, context, scene_size, pairs_per_image, seed=seed + 1)
+        self.ranges = [(tuple(scale), float(rotation), float(perspective)), ((0.9, 1.1), 5.0, 0.03)]
+        self.seed, self.set_name = int(seed), set_name
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from neurocorr.models.qatm.pairs import warped_pairs  # the model's own pair maker
+
+        crop = self.crops[i]["scene"]
+        t, c = self.crops.t, self.crops.c
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + i)
+            made = warped_pairs(crop[None].float() / 255.0, t, c, crop.shape[-1], *self.ranges[i % 2])
+        as_uint8 = lambda x: (x[0] * 255).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
+        return {"template": as_uint8(made.template), "scene": as_uint8(made.scene),
+                "template_box": torch.tensor([float(c), float(c), float(t), float(t)]), "box": made.box[0],
+                "row": i, "set": self.set_name}
+
+
 def load_image_sources(folders: Optional[Sequence[str]], bundled: Optional[Sequence[str]]) -> list[torch.Tensor]:
     """uint8 ``(C, H, W)`` images of ``folders`` (recursively) and of scikit-image's bundled pictures."""
     from neurocorr.data.formats.image_folder import read_image_folder
