@@ -115,7 +115,7 @@ def test_wrong_scale_negatives_enter_the_softmax_and_train_the_backbone():
 def test_alpha_gets_a_gradient_and_moves(tmp_path):
     torch.manual_seed(0)
     net = QATMNet(vgg19_features(width=0.125), learn_alpha=True)
-    # the loss of experiment=qatm_match_cpu: score-map cross-entropy + ranking across the batch's scenes
+    # loss=qatm_score_rank: score-map cross-entropy + ranking across the batch's scenes
     model = QATMModule(net=net, loss=ScoreMapRanking(), objective="matching", alpha_lr=0.1,
                        optimizer=functools.partial(torch.optim.Adam, lr=1e-3), evaluation={"baselines": []})
     images = render_world(torch.Generator().manual_seed(3), 96, 8, centre_building=False)[0][None].expand(2, -1, -1, -1)
