@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from neurocorr.models.detector.homography import corner_error, corners, estimate_homography, homography_auc
-from neurocorr.models.detector.keypoints import detect_pyramid, score_peaks, snap_to_finest
+from neurocorr.models.detector.keypoints import detect_pyramid, laplacian_levels, score_peaks, snap_to_finest
 from neurocorr.models.detector.table import summarise
 from neurocorr.models.detector.torch_model import DetectorOutput
 from neurocorr.ops.geometry import warp_points
@@ -67,6 +68,17 @@ def test_snap_to_finest_moves_points_onto_the_fine_peak_beside_them() -> None:
     torch.testing.assert_close(snapped[0, 1:], xy[0, 1:])                # no fine maximum beside them: kept
     with pytest.raises(ValueError, match="snap_to_finest"):
         snap_to_finest(fine[0], xy)
+
+
+@pytest.mark.parametrize("blob_sigma, level", [(2.0, 0), (4.0, 2)])
+def test_laplacian_levels_pick_the_blob_s_characteristic_scale(blob_sigma: float, level: int) -> None:
+    ys, xs = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    blob = torch.exp(-((xs - 48) ** 2 + (ys - 48) ** 2) / (2 * blob_sigma**2))[None, None]
+    scales = [1.0, 0.7071, 0.5]
+    levels = [blob if s == 1.0 else F.interpolate(blob, scale_factor=s, mode="bilinear", antialias=True) for s in scales]
+    xy = torch.tensor([[[48.0, 48.0]]])
+    # the LoG of sigma 2 level px answers most where the blob is 2 px wide: level 1 for 2 px, level 0.5 for 4 px
+    assert laplacian_levels(levels, xy, (96, 96)).item() == level
 
 
 def test_homography_from_exact_matches_has_zero_corner_error() -> None:

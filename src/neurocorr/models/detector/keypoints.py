@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
+import math
+
 import torch
 import torch.nn.functional as F
+from kornia.filters import gaussian_blur2d, laplacian
 
 from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
 from neurocorr.ops.peaks import find_peaks, refine_subpixel, refine_subpixel_2d
@@ -102,10 +105,31 @@ def snap_to_finest(fine: torch.Tensor, xy: torch.Tensor, subpixel: bool | str = 
     return torch.where(found[..., None], snapped, xy)
 
 
+SCALE_SELECTIONS = ("score", "laplacian")
+
+
+def laplacian_levels(levels: Sequence[torch.Tensor], xy: torch.Tensor, size: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
+    """For keypoints ``xy`` ``(B, K, 2)`` (pixels of the ``size`` = (H, W) image), the index ``(B, K)``
+    of the pyramid level (images ``(B, C, h_l, w_l)``) where the absolute Laplacian of Gaussian of
+    width ``sigma`` level pixels is largest. A fixed sigma in level pixels is sigma / s image pixels,
+    and the level's derivatives carry the factor 1 / s^2, so the responses are scale-normalised as
+    they stand (Lindeberg): the argmax is the keypoint's characteristic scale."""
+    h, w = size
+    k = 2 * math.ceil(3 * sigma) + 1
+    responses = []
+    for img in levels:
+        grey = img.mean(1, keepdim=True)
+        log = laplacian(gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect"), 3, normalized=False).abs()
+        lh, lw = img.shape[-2:]
+        xy_l = (xy + 0.5) * xy.new_tensor([lw / w, lh / h]) - 0.5
+        responses.append(sample_maps(log, xy_l)[..., 0])
+    return torch.stack(responses, -1).argmax(-1)
+
+
 def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Describe, image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
-                   border: int = 4, subpixel: bool | str = True,
-                   snap_finest: bool = False) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
+                   border: int = 4, subpixel: bool | str = True, snap_finest: bool = False,
+                   scale_select: str = "score") -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
     """Keypoints over an image pyramid with scale-space NMS.
 
     The network runs on ``image`` ``(B, C, H, W)`` resized by each of ``scales``; each score map is
@@ -113,17 +137,23 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
     ``nms_window`` (so the same structure seen at two scales gives one keypoint, at the scale that
     answers most); ``snap_finest`` then moves each point to the finest level's own peak next to it
     (:func:`snap_to_finest`). Orientation and descriptor (``describe(features, xy, angle)``) are read in the
-    level of the keypoint's scale, at the keypoint's position in that level.
+    level of the keypoint's scale, at the keypoint's position in that level: the level whose score
+    is highest there (``scale_select="score"``) or the level where the image's Laplacian of Gaussian
+    answers most (``"laplacian"``: the characteristic scale of Harris-Laplace and SIFT, see
+    :func:`laplacian_levels`).
 
     Returns (keypoints, descriptors ``(B, K, D)``, the max-over-scales score map ``(B, 1, H, W)``).
     """
     h, w = image.shape[-2:]
-    outs, maps, sizes = [], [], []
+    if scale_select not in SCALE_SELECTIONS:
+        raise ValueError(f"scale_select must be one of {SCALE_SELECTIONS}, got {scale_select!r}")
+    outs, maps, sizes, levels = [], [], [], []
     for s in scales:
         size = (max(16, round(h * s)), max(16, round(w * s)))
         level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
                                                            align_corners=False)
         out = net(level)
+        levels.append(level)
         outs.append(out)
         sizes.append(size)
         maps.append(out.score if size == (h, w) else F.interpolate(out.score, size=(h, w), mode="bilinear",
@@ -136,6 +166,8 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
     if snap_finest and len(scales) > 1:
         finest = max(range(len(scales)), key=lambda i: sizes[i][0] * sizes[i][1])
         xy = snap_to_finest(maps[finest], xy, subpixel)
+    if scale_select == "laplacian" and len(scales) > 1:
+        lvl = laplacian_levels(levels, xy, (h, w))
     angle = torch.zeros_like(score)
     desc = None
     for i, (out, (lh, lw)) in enumerate(zip(outs, sizes)):

@@ -27,7 +27,8 @@ from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
-from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, detect_pyramid, keypoint_angles, sample_maps
+from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, detect_keypoints, detect_pyramid, keypoint_angles,
+                                                sample_maps)
 from neurocorr.models.detector.loss import descriptor_triplet, hardest_in_batch_triplet, PeakyRepeatability
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
@@ -52,6 +53,8 @@ class DetectorModule(NeurocorrModule):
         subpixel: peak refinement, true/``2d`` (2-D quadratic fit), ``1d`` (along x and y), false/``none``.
         scales: image pyramid of the test-time detection (``[1.0]`` = one scale).
         snap_finest: pyramid keypoints move to the finest level's own peak beside them (1-px localisation).
+        scale_select: the pyramid level a keypoint is described in: ``score`` (its highest score) or
+            ``laplacian`` (the characteristic scale: the largest scale-normalised Laplacian of Gaussian).
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
         match_threshold, homography_top_k, ransac_px, baselines, model_descriptor_baselines,
         figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
@@ -67,7 +70,7 @@ class DetectorModule(NeurocorrModule):
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
-        snap_finest: bool = False, eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
+        snap_finest: bool = False, scale_select: str = "score", eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
@@ -91,6 +94,9 @@ class DetectorModule(NeurocorrModule):
         self.threshold, self.detect_border, self.subpixel = threshold, detect_border, subpixel
         self.scales = [float(s) for s in scales]
         self.snap_finest = bool(snap_finest)
+        if scale_select not in SCALE_SELECTIONS:
+            raise ConfigError(f"model.scale_select must be one of {SCALE_SELECTIONS}, got {scale_select!r}")
+        self.scale_select = scale_select
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
@@ -129,7 +135,7 @@ class DetectorModule(NeurocorrModule):
                                   self.detect_border, self.subpixel)
             return kp, self.descriptor(out.features, kp.xy, kp.angle), out.score
         return detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
-                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest)
+                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest, self.scale_select)
 
     # ------------------------------------------------------------------ data
 
