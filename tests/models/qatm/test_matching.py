@@ -104,3 +104,22 @@ def test_real_sample_bare_templates_reflect_padding_beats_zero_padding(vgg_net):
     vgg_net.template_padding = "reflect"
     assert min(ious["reflect"]) > 0.75, ious
     assert sum(ious["reflect"]) > sum(ious["zero"]), ious
+
+
+@needs_sample
+def test_peak_to_median_confidence_keeps_the_boxes_and_ranks_the_dummy_last(vgg_net):
+    """The confidence unit changes box scores, not places; the template that is not in the scene
+    stands out of its own map least."""
+    scene, templates, gt, dummy = _sample()
+    with torch.no_grad():
+        result = vgg_net.match(scene, templates + [dummy], stride=2)
+    plain = best_box_per_template(extract_boxes(result, global_ratio=0.0), 5)
+    boxes = extract_boxes(result, global_ratio=0.0, confidence="peak_to_median")
+    ratio = best_box_per_template(boxes, 5)
+    for i in range(5):
+        torch.testing.assert_close(ratio[i], plain[i])
+    best = {i: float(boxes.score[boxes.template == i].max()) for i in range(5)}
+    assert best[4] < min(best[i] for i in range(4)), best
+    assert min(best.values()) > 1.0  # peaks over medians
+    with pytest.raises(ValueError, match="confidence"):
+        extract_boxes(result, confidence="z")

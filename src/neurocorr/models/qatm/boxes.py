@@ -23,6 +23,18 @@ def xywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
     return torch.cat([b[..., :2], b[..., :2] + b[..., 2:]], dim=-1)
 
 
+CONFIDENCES = ("score", "peak_to_median")
+
+
+def map_medians(score: torch.Tensor) -> torch.Tensor:
+    """Median ``(N,)`` of each map of ``score`` ``(N, H, W)`` over its positive cells (1 where none)."""
+    out = score.new_ones(score.shape[0])
+    for i, m in enumerate(score):
+        if bool((m > 0).any()):
+            out[i] = m[m > 0].median()
+    return out
+
+
 def extract_boxes(
     result: MatchResult,
     global_ratio: float = 0.5,
@@ -30,6 +42,7 @@ def extract_boxes(
     nms_iou: float = 0.3,
     top_k: int = 20,
     min_score: Optional[float] = None,
+    confidence: str = "score",
 ) -> Boxes:
     """Boxes from a :class:`MatchResult`.
 
@@ -38,8 +51,16 @@ def extract_boxes(
     template-sized boxes (sub-pixel centres), at most ``top_k`` per template, then non-maximum
     suppression per template at ``nms_iou``. With ``min_score``, templates whose best score is below
     it give no box either (an absolute threshold, e.g. calibrated on validation pairs).
+
+    ``confidence``: the unit of box scores (and so of both thresholds): ``score`` (the QATM score) or
+    ``peak_to_median`` (each template's map divided by its median over the places it fits: a template
+    that is in the scene stands out of its own map, an absent one does not). Box places do not change.
     """
+    if confidence not in CONFIDENCES:
+        raise ValueError(f"confidence must be one of {CONFIDENCES}, got {confidence!r}")
     fs = result.feature_score  # (N, Hf, Wf)
+    if confidence == "peak_to_median":
+        fs = fs / map_medians(fs).clamp_min(torch.finfo(fs.dtype).tiny).view(-1, 1, 1)
     n = fs.shape[0]
     best = fs.flatten(1).amax(1)  # (N,)
     keep_t = (best >= global_ratio * best.max()) & (best > 0)

@@ -17,6 +17,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
+from neurocorr.models.qatm.boxes import CONFIDENCES
 from neurocorr.models.qatm.evaluation import (
     centre_cells, localisation_table, template_crop, localise_ncc, localise_qatm, metric_prefix, write_text,
 )
@@ -50,7 +51,8 @@ class QATMModule(NeurocorrModule):
             photometric change of templates and scenes).
         match: matching and box settings: ``scales``, ``angles``, ``stride``, ``size_normalise``
             (multi-scale variants) and ``global_ratio``, ``local_ratio``, ``nms_iou``, ``top_k``,
-            ``min_score`` (boxes; ``auto``: the threshold calibrated on validation pairs, kept in checkpoints).
+            ``min_score`` (boxes; ``auto``: the threshold calibrated on validation pairs, kept in checkpoints),
+            ``confidence`` (the unit of box scores and thresholds: ``score`` or ``peak_to_median``).
         pairs: training pairs (matching): ``template_size`` and ``context`` pixels, ``stride``, and the
             self-supervised warp (``scale`` range, ``rotation`` degrees, ``perspective``, ``photometric``),
             ``bare``: share of templates whose context is replaced by reflection (as bare templates are matched);
@@ -77,6 +79,8 @@ class QATMModule(NeurocorrModule):
         self.objective, self.required_batch_keys = objective, TRAIN_KEYS[objective]
         self.net, self.loss_fn, self.alpha_lr = net, loss, alpha_lr
         self._match_args = dict(match or {})
+        if self._match_args.get("confidence", "score") not in CONFIDENCES:
+            raise ConfigError(f"model.match.confidence must be one of {CONFIDENCES}, got {self._match_args['confidence']!r}")
         # best-score threshold (model.match.min_score=auto) calibrated on validation pairs; NaN until then
         self.register_buffer("score_threshold", torch.tensor(float("nan")))
         self._register_load_state_dict_pre_hook(default_threshold)
