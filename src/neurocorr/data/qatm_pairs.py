@@ -149,7 +149,9 @@ class WarpedValidationPairs(Dataset):
                  pairs_per_image: int = 8, scale: Sequence[float] = (0.7, 1.4), rotation: float = 20.0,
                  perspective: float = 0.15, seed: int = 0, set_name: str = "") -> None:
         self.crops = ImageCrops(images, template_size, context, scene_size, pairs_per_image, seed=seed + 1)
-        self.ranges = [(tuple(scale), float(rotation), float(perspective)), ((0.9, 1.1), 5.0, 0.03)]
+        from neurocorr.models.qatm.pairs import MILD_WARP
+
+        self.ranges = [(tuple(scale), float(rotation), float(perspective)), MILD_WARP]
         self.seed, self.set_name = int(seed), set_name
 
     def __len__(self) -> int:

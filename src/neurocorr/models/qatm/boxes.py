@@ -28,11 +28,8 @@ CONFIDENCES = ("score", "peak_to_median")
 
 def map_medians(score: torch.Tensor) -> torch.Tensor:
     """Median ``(N,)`` of each map of ``score`` ``(N, H, W)`` over its positive cells (1 where none)."""
-    out = score.new_ones(score.shape[0])
-    for i, m in enumerate(score):
-        if bool((m > 0).any()):
-            out[i] = m[m > 0].median()
-    return out
+    positive = torch.where(score > 0, score, torch.full_like(score, float("nan")))
+    return positive.flatten(1).nanmedian(1).values.nan_to_num(1.0)
 
 
 def extract_boxes(

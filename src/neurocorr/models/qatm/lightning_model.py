@@ -22,7 +22,7 @@ from neurocorr.models.qatm.evaluation import (
     centre_cells, localisation_table, template_crop, localise_ncc, localise_qatm, metric_prefix, write_text,
 )
 from neurocorr.models.qatm.metrics import CrossViewRetrieval, Localisation
-from neurocorr.models.qatm.pairs import photometric, warped_pairs
+from neurocorr.models.qatm.pairs import MILD_WARP, photometric, warped_pairs
 from neurocorr.models.qatm.torch_model import QATMNet
 from neurocorr.models.qatm.training import (ThresholdCalibration, bare_templates, cross_log_scores, default_threshold,
                                             scale_negative_log_scores)
@@ -33,8 +33,6 @@ EVAL_KEYS = (("template", "scene", "box"), ("image", "label", "role", "index"))
 PAIRS_DEFAULTS: dict[str, Any] = {"template_size": 48, "context": 16, "stride": 4, "scale": [0.7, 1.4],
                                   "rotation": 20.0, "perspective": 0.15, "photometric": 1.0, "bare": 0.0, "mild": 0.0,
                                   "scale_negatives": []}
-#: (scale range, rotation degrees, perspective) of the ``pairs.mild`` share: small frame-to-frame motion
-MILD_WARP = ((0.9, 1.1), 5.0, 0.03)
 EVAL_DEFAULTS: dict[str, Any] = {"baselines": ["untrained", "ncc"], "figure_pairs": 6, "qatm_retrieval": False,
                                  "retrieval_crop": 0.5, "retrieval_stride": 4, "figure_queries": 6}
 LOC_METRICS = ("success_auc", "mean_iou", "success_at_0.5")

@@ -14,6 +14,11 @@ import kornia.geometry.transform as KT
 import torch
 
 
+#: (scale range, rotation degrees, perspective) of pairs that move only as much as consecutive video
+#: frames do: the ``pairs.mild`` share of training pairs and every other validation picture pair
+MILD_WARP = ((0.9, 1.1), 5.0, 0.03)
+
+
 class WarpedPairs(NamedTuple):
     """``template (B, 3, T + 2c, T + 2c)`` (the template with ``c`` pixels of context), ``scene
     (B, 3, S, S)`` and ``box (B, 4)`` xywh: the axis-aligned box of the warped template in the scene."""
