@@ -17,7 +17,6 @@ import torch
 
 from neurocorr.models.detector.baselines import run_baseline
 from neurocorr.models.detector.figures import plot_matches, plot_score_maps
-from neurocorr.models.detector.keypoints import keypoint_angles
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.models.detector.repeatability import evaluate_pair
 from neurocorr.models.detector.table import METRICS, format_table, summarise, write_csv
@@ -50,9 +49,7 @@ class DetectorEvaluation:
         self.rows, self.panels = [], []
 
     def _model_descriptors(self, module: Any, image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-        out = module.net(image[None])
-        xy = xy[None].to(image.dtype).to(image.device)
-        return module.descriptor(out.features, xy, keypoint_angles(out.orientation, xy))[0].cpu()
+        return module.describe(image[None], xy[None].to(image.dtype).to(image.device))[0].cpu()
 
     def add_batch(self, module: Any, batch: dict[str, Any]) -> None:
         results, times = [], []

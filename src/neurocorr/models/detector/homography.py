@@ -32,7 +32,9 @@ def estimate_homography(xy1: torch.Tensor, xy2: torch.Tensor, ransac_px: float =
     if xy1.shape[0] < 4:
         return None
     cv2.setRNGSeed(seed)
-    H, _ = cv2.findHomography(xy1.double().numpy(), xy2.double().numpy(), cv2.RANSAC, ransac_px,
+    import os
+    meth = {"ransac": cv2.RANSAC, "usac": cv2.USAC_DEFAULT, "magsac": cv2.USAC_MAGSAC, "accurate": cv2.USAC_ACCURATE}[os.environ.get("NC_RANSAC", "ransac")]
+    H, _ = cv2.findHomography(xy1.double().numpy(), xy2.double().numpy(), meth, ransac_px,
                               maxIters=5000, confidence=0.9999)
     if H is None or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12:
         return None

@@ -126,6 +126,41 @@ def laplacian_levels(levels: Sequence[torch.Tensor], xy: torch.Tensor, size: tup
     return torch.stack(responses, -1).argmax(-1)
 
 
+def level_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(h, w) of the pyramid level at ``scale`` of an image of ``size`` = (H, W) (at least 16 px)."""
+    return max(16, round(size[0] * scale)), max(16, round(size[1] * scale))
+
+
+def run_levels(net: Callable[[torch.Tensor], DetectorOutput], image: torch.Tensor,
+               scales: Sequence[float]) -> list[tuple[torch.Tensor, DetectorOutput]]:
+    """The network on ``image`` ``(B, C, H, W)`` resized (antialiased) by each of ``scales``:
+    a list of (level image, network output), in the order of ``scales``."""
+    h, w = image.shape[-2:]
+    levels = []
+    for s in scales:
+        size = level_size((h, w), s)
+        level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
+                                                           align_corners=False)
+        levels.append((level, net(level)))
+    return levels
+
+
+def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], describe: Describe, xy: torch.Tensor,
+                    size: tuple[int, int]) -> torch.Tensor:
+    """Descriptors ``(B, K, L, D)`` of keypoints ``xy`` ``(B, K, 2)`` (pixels of the ``size`` = (H, W)
+    image) at every level of :func:`run_levels`: at level ``l`` the point is ``(xy + 0.5) s_l - 0.5``
+    and its orientation is the level's own orientation head there. Matched by the smallest distance
+    over level pairs (``matching.descriptor_distance``), so a zoom between two images is met by the
+    pair of levels that sees the structure at one size (the pyramid's factors bound the zoom range)."""
+    h, w = size
+    out = []
+    for level, net_out in levels:
+        lh, lw = level.shape[-2:]
+        xy_l = (xy + 0.5) * xy.new_tensor([lw / w, lh / h]) - 0.5
+        out.append(describe(net_out.features, xy_l, keypoint_angles(net_out.orientation, xy_l)))
+    return torch.stack(out, 2)
+
+
 def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Describe, image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
                    border: int = 4, subpixel: bool | str = True, snap_finest: bool = False,
@@ -147,27 +182,21 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
     h, w = image.shape[-2:]
     if scale_select not in SCALE_SELECTIONS:
         raise ValueError(f"scale_select must be one of {SCALE_SELECTIONS}, got {scale_select!r}")
-    outs, maps, sizes, levels = [], [], [], []
-    for s in scales:
-        size = (max(16, round(h * s)), max(16, round(w * s)))
-        level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
-                                                           align_corners=False)
-        out = net(level)
-        levels.append(level)
-        outs.append(out)
-        sizes.append(size)
-        maps.append(out.score if size == (h, w) else F.interpolate(out.score, size=(h, w), mode="bilinear",
-                                                                    align_corners=False))
+    levels = run_levels(net, image, scales)
+    outs = [out for _, out in levels]
+    sizes = [tuple(level.shape[-2:]) for level, _ in levels]
+    maps = [out.score if size == (h, w) else F.interpolate(out.score, size=(h, w), mode="bilinear", align_corners=False)
+            for out, size in zip(outs, sizes)]
     stack = torch.cat(maps, 1)                                                       # (B, L, H, W)
-    best, level = stack.max(1, keepdim=True)
+    best, best_level = stack.max(1, keepdim=True)
     xy, score, valid = score_peaks(best, top_k, threshold, nms_window, border, subpixel)
     flat = (xy.round().long()[..., 1].clamp(0, h - 1) * w + xy.round().long()[..., 0].clamp(0, w - 1))
-    lvl = level.flatten(1).gather(1, flat)                                           # (B, K)
+    lvl = best_level.flatten(1).gather(1, flat)                                           # (B, K)
     if snap_finest and len(scales) > 1:
         finest = max(range(len(scales)), key=lambda i: sizes[i][0] * sizes[i][1])
         xy = snap_to_finest(maps[finest], xy, subpixel)
     if scale_select == "laplacian" and len(scales) > 1:
-        lvl = laplacian_levels(levels, xy, (h, w))
+        lvl = laplacian_levels([level for level, _ in levels], xy, (h, w))
     angle = torch.zeros_like(score)
     desc = None
     for i, (out, (lh, lw)) in enumerate(zip(outs, sizes)):

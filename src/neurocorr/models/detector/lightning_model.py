@@ -27,8 +27,8 @@ from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
-from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, detect_keypoints, detect_pyramid, keypoint_angles,
-                                                sample_maps)
+from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, describe_levels, detect_keypoints,
+                                                detect_pyramid, keypoint_angles, run_levels, sample_maps)
 from neurocorr.models.detector.loss import descriptor_triplet, hardest_in_batch_triplet, PeakyRepeatability
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
@@ -55,6 +55,9 @@ class DetectorModule(NeurocorrModule):
         snap_finest: pyramid keypoints move to the finest level's own peak beside them (1-px localisation).
         scale_select: the pyramid level a keypoint is described in: ``score`` (its highest score) or
             ``laplacian`` (the characteristic scale: the largest scale-normalised Laplacian of Gaussian).
+        describe_scales: empty = one descriptor per keypoint ``(B, K, D)``, read at its detection level;
+            else every keypoint is described at each of these pyramid levels ``(B, K, L, D)`` and
+            matched by the best level pair (zoom between images; ``keypoints.describe_levels``).
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
         match_threshold, homography_top_k, ransac_px, baselines, model_descriptor_baselines,
         figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
@@ -70,7 +73,8 @@ class DetectorModule(NeurocorrModule):
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
-        snap_finest: bool = False, scale_select: str = "score", eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
+        snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
+        eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
@@ -97,6 +101,9 @@ class DetectorModule(NeurocorrModule):
         if scale_select not in SCALE_SELECTIONS:
             raise ConfigError(f"model.scale_select must be one of {SCALE_SELECTIONS}, got {scale_select!r}")
         self.scale_select = scale_select
+        if any(not 0 < float(s) <= 1 for s in describe_scales):
+            raise ConfigError(f"model.describe_scales must be factors in (0, 1], got {list(describe_scales)}")
+        self.describe_scales = [float(s) for s in describe_scales]
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
@@ -127,15 +134,32 @@ class DetectorModule(NeurocorrModule):
         return self.net(image)
 
     def detect(self, image: torch.Tensor) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
-        """Keypoints ``(B, K)``, descriptors ``(B, K, D)`` and the score map ``(B, 1, H, W)`` of images
-        ``(B, C, H, W)`` in [0, 1], over the pyramid ``scales``."""
+        """Keypoints ``(B, K)``, descriptors (``(B, K, D)``, or ``(B, K, L, D)`` with ``describe_scales``)
+        and the score map ``(B, 1, H, W)`` of images ``(B, C, H, W)`` in [0, 1], over the pyramid ``scales``."""
+        levels = run_levels(self.net, image, self.describe_scales) if self.describe_scales else []
         if self.scales == [1.0]:
-            out = self.net(image)
+            full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
+            out = full[0] if full else self.net(image)
             kp = detect_keypoints(out.score, out.orientation, self.top_k, self.threshold, self.nms_window,
                                   self.detect_border, self.subpixel)
-            return kp, self.descriptor(out.features, kp.xy, kp.angle), out.score
-        return detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
-                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest, self.scale_select)
+            desc, score = None if levels else self.descriptor(out.features, kp.xy, kp.angle), out.score
+        else:
+            kp, desc, score = detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
+                                             self.nms_window, self.detect_border, self.subpixel, self.snap_finest,
+                                             self.scale_select)
+        if levels:
+            desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]))
+        return kp, desc, score
+
+    def describe(self, image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+        """This model's descriptors of given points ``xy`` ``(B, K, 2)`` in images ``(B, C, H, W)``
+        (a detector without a descriptor borrows them): at full resolution in the orientation of
+        the orientation head, or at each of ``describe_scales``."""
+        if self.describe_scales:
+            return describe_levels(run_levels(self.net, image, self.describe_scales), self.descriptor, xy,
+                                   tuple(image.shape[-2:]))
+        out = self.net(image)
+        return self.descriptor(out.features, xy, keypoint_angles(out.orientation, xy))
 
     # ------------------------------------------------------------------ data
 

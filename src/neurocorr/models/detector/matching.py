@@ -1,4 +1,9 @@
-"""Descriptor matching: mutual nearest neighbours with an optional ratio test."""
+"""Descriptor matching: mutual nearest neighbours with an optional ratio test.
+
+Descriptors are ``(N, D)`` (one per keypoint) or ``(N, L, D)``: one per keypoint at each of ``L``
+pyramid levels (``keypoints.describe_levels``). The distance between two multi-level keypoints is
+the smallest L2 distance over level pairs: a structure seen at two zooms is described alike at
+two different levels, so the pair of levels that sees it at one size decides."""
 
 from __future__ import annotations
 
@@ -15,6 +20,19 @@ class Matches(NamedTuple):
     distance: torch.Tensor
 
 
+def descriptor_distance(desc1: torch.Tensor, desc2: torch.Tensor) -> torch.Tensor:
+    """L2 distances ``(N, M)`` between ``desc1`` ``(N, D)`` and ``desc2`` ``(M, D)``, or between
+    multi-level descriptors ``(N, L, D)`` and ``(M, L, D)``: the smallest over the ``L x L`` level pairs."""
+    if desc1.dim() == 2:
+        return torch.cdist(desc1.float(), desc2.float())
+    n, m, levels = desc1.shape[0], desc2.shape[0], desc1.shape[1]
+    best = None
+    for level in range(levels):  # one level of set 1 against every level of set 2: (N, M*L), then min
+        d = torch.cdist(desc1[:, level].float(), desc2.flatten(0, 1).float()).view(n, m, levels).amin(-1)
+        best = d if best is None else torch.minimum(best, d)
+    return best
+
+
 def match_mnn(
     desc1: torch.Tensor,
     desc2: torch.Tensor,
@@ -22,19 +40,22 @@ def match_mnn(
     valid1: Optional[torch.Tensor] = None,
     valid2: Optional[torch.Tensor] = None,
 ) -> Matches:
-    """Mutual nearest neighbours between ``desc1`` ``(N, D)`` and ``desc2`` ``(M, D)`` (L2 distance).
+    """Mutual nearest neighbours between ``desc1`` ``(N, D)`` and ``desc2`` ``(M, D)`` (L2 distance),
+    or multi-level ``(N, L, D)`` and ``(M, L, D)`` (:func:`descriptor_distance`).
 
     ``ratio``: also require ``d(nearest) < ratio * d(second nearest)`` in both directions (Lowe's
     test; None = off). ``valid1``/``valid2``: ``(N,)``/``(M,)`` bool masks of descriptors to use.
     Returns matches sorted by distance.
     """
-    if desc1.dim() != 2 or desc2.dim() != 2:
-        raise ValueError(f"match_mnn expects (N, D) and (M, D), got {tuple(desc1.shape)} and {tuple(desc2.shape)}")
+    if desc1.dim() not in (2, 3) or desc2.dim() != desc1.dim():
+        raise ValueError(f"match_mnn expects (N, D) and (M, D) or (N, L, D) and (M, L, D), got "
+                         f"{tuple(desc1.shape)} and {tuple(desc2.shape)}")
     if desc1.shape[0] == 0 or desc2.shape[0] == 0:  # nothing to match (an empty set may carry any D)
         return Matches(torch.zeros(0, 2, dtype=torch.long, device=desc1.device), desc1.new_zeros(0))
-    if desc1.shape[1] != desc2.shape[1]:
-        raise ValueError(f"match_mnn expects (N, D) and (M, D), got {tuple(desc1.shape)} and {tuple(desc2.shape)}")
-    dist = torch.cdist(desc1.float(), desc2.float())
+    if desc1.shape[1:] != desc2.shape[1:]:
+        raise ValueError(f"match_mnn expects (N, D) and (M, D) or (N, L, D) and (M, L, D), got "
+                         f"{tuple(desc1.shape)} and {tuple(desc2.shape)}")
+    dist = descriptor_distance(desc1, desc2)
     big = torch.finfo(dist.dtype).max
     if valid1 is not None:
         dist = dist.masked_fill(~valid1.bool()[:, None], big)

@@ -106,6 +106,11 @@ def evaluate_pair(
         pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
         H_est = estimate_homography(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], ransac_px)
         out["h_err"] = corner_error(H_est, H, size1)
+        import os
+        for seed in range(1, int(os.environ.get("NC_SEEDS", "1"))):
+            perm = torch.randperm(pairs.shape[0], generator=torch.Generator().manual_seed(seed))
+            H_s = estimate_homography(kp1["xy"][i1][pairs[perm, 0]], kp2["xy"][i2][pairs[perm, 1]], ransac_px, seed=seed)
+            out[f"h_err_s{seed}"] = corner_error(H_s, H, size1)
     out["n_kp"] = float(kp1["xy"].shape[0])
     return out
 
