@@ -27,6 +27,7 @@ from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
+from neurocorr.models.detector.homography import ESTIMATORS
 from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, describe_levels, detect_keypoints,
                                                 detect_pyramid, keypoint_angles, run_levels, sample_maps)
 from neurocorr.models.detector.loss import descriptor_triplet, hardest_in_batch_triplet, PeakyRepeatability
@@ -59,7 +60,7 @@ class DetectorModule(NeurocorrModule):
             else every keypoint is described at each of these pyramid levels ``(B, K, L, D)`` and
             matched by the best level pair (zoom between images; ``keypoints.describe_levels``).
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
-        match_threshold, homography_top_k, ransac_px, baselines, model_descriptor_baselines,
+        match_threshold, homography_top_k, ransac_px, ransac_method, baselines, model_descriptor_baselines,
         figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
     """
@@ -75,7 +76,7 @@ class DetectorModule(NeurocorrModule):
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
-        homography_top_k: int = 1000, ransac_px: float = 3.0,
+        homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac",
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
         dedupe_px: float = 0.0, **base: Any,
@@ -104,6 +105,8 @@ class DetectorModule(NeurocorrModule):
         if any(not 0 < float(s) <= 1 for s in describe_scales):
             raise ConfigError(f"model.describe_scales must be factors in (0, 1], got {list(describe_scales)}")
         self.describe_scales = [float(s) for s in describe_scales]
+        if ransac_method not in ESTIMATORS:
+            raise ConfigError(f"model.ransac_method must be one of {sorted(ESTIMATORS)}, got {ransac_method!r}")
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
@@ -112,7 +115,7 @@ class DetectorModule(NeurocorrModule):
         self.match_threshold = float(match_threshold)
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
-            ransac_px=ransac_px, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
+            ransac_px=ransac_px, ransac_method=ransac_method, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
             figure_pairs=figure_pairs, dedupe_px=dedupe_px)
 
     def missing_batch_keys(self, keys: Any) -> list[str]:

@@ -60,7 +60,7 @@ def match_pair(ctx: PredictContext, a: Path, b: Path, fa: dict[str, Any], fb: di
     """Mutual nearest neighbours, the RANSAC homography a -> b and its inliers; files written."""
     m = match_mnn(fa["desc"], fb["desc"])
     xy_a, xy_b = fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]]
-    H = estimate_homography(xy_a, xy_b, ransac_px)
+    H = estimate_homography(xy_a, xy_b, ransac_px, method=ctx.model.evaluation.ransac_method)
     inlier = torch.zeros(len(xy_a), dtype=torch.bool)
     if H is not None:
         inlier = (warp_points(xy_a, H) - xy_b).norm(dim=-1) < ransac_px
