@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.homography import corner_error, corners, estimate_homography, homography_auc
-from neurocorr.models.detector.keypoints import detect_pyramid, laplacian_levels, score_peaks, snap_to_finest
+from neurocorr.models.detector.keypoints import (describe_levels, detect_pyramid, laplacian_levels, run_levels,
+                                                score_peaks, snap_to_finest)
 from neurocorr.models.detector.table import summarise
 from neurocorr.models.detector.torch_model import DetectorOutput
 from neurocorr.ops.geometry import warp_points
@@ -81,14 +83,37 @@ def test_laplacian_levels_pick_the_blob_s_characteristic_scale(blob_sigma: float
     assert laplacian_levels(levels, xy, (96, 96)).item() == level
 
 
+def image_as_features(image: torch.Tensor) -> DetectorOutput:
+    """A stand-in network: the image is its own feature map, the orientation bin 0 everywhere."""
+    orientation = torch.zeros(image.shape[0], 8, *image.shape[-2:])
+    orientation[:, 0] = 1
+    return DetectorOutput(score=image[:, :1], orientation=orientation, features=image)
+
+
+def test_describe_levels_reads_a_zoomed_image_at_the_matching_level() -> None:
+    g = torch.Generator().manual_seed(0)
+    image1 = F.avg_pool2d(torch.rand(1, 1, 132, 132, generator=g), 5, 1)                     # (1, 1, 128, 128)
+    image2 = F.interpolate(image1, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+    xy1 = torch.tensor([[[40.0, 50.0], [70.5, 33.2], [90.0, 90.0]]])
+    xy2 = (xy1 + 0.5) * 0.5 - 0.5                                      # the same places in the half-size image
+    describe = PolarDescriptor((2.0, 4.0), 6)
+    d1 = describe_levels(run_levels(image_as_features, image1, [1.0, 0.5]), describe, xy1, (128, 128))
+    d2 = describe_levels(run_levels(image_as_features, image2, [1.0, 0.5]), describe, xy2, (64, 64))
+    assert d1.shape == (1, 3, 2, 1 + 2 * 6)
+    torch.testing.assert_close(d1[0, :, 1], d2[0, :, 0])               # image 1 at 1/2 = image 2 at full size
+    assert (d1[0, :, 0] - d2[0, :, 0]).norm(dim=-1).min() > 0.05        # at the same level they differ
+
+
 def test_homography_from_exact_matches_has_zero_corner_error() -> None:
     H = torch.tensor([[0.9, -0.2, 12.0], [0.25, 1.1, -4.0], [1e-4, -2e-4, 1.0]], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     xy1 = torch.rand(40, 2, generator=g, dtype=torch.float64) * 100
     xy2 = warp_points(xy1, H)
     xy2[:8] += 30.0                                                    # outliers
-    H_est = estimate_homography(xy1, xy2)
-    assert corner_error(H_est, H, (100, 120)) < 1e-3
+    for method in ("usac", "ransac", "magsac"):
+        assert corner_error(estimate_homography(xy1, xy2, method=method), H, (100, 120)) < 1e-3, method
+    with pytest.raises(ValueError, match="lmeds"):
+        estimate_homography(xy1, xy2, method="lmeds")
     assert estimate_homography(xy1[:3], xy2[:3]) is None and corner_error(None, H, (10, 10)) == math.inf
     assert corners((3, 5)).tolist() == [[0, 0], [4, 0], [4, 2], [0, 2]]
 

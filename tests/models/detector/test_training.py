@@ -136,6 +136,10 @@ def test_contract_parts_batch_of_one_and_validation_metrics() -> None:
         DetectorModule(EquivariantDetector(), optimizer=torch.optim.Adam)  # keyword-only
     with pytest.raises(ConfigError, match="scales"):
         tiny_module(scales=[1.0, 2.0])
+    with pytest.raises(ConfigError, match="describe_scales"):
+        tiny_module(describe_scales=[1.0, 0.0])
+    with pytest.raises(ConfigError, match="ransac_method"):
+        tiny_module(ransac_method="lmeds")
     b = module.on_after_batch_transfer(crops(1, 32), 0)
     with pytest.raises(ConfigError, match="batch_size >= 2"):
         module.compute_loss(b)
@@ -166,6 +170,22 @@ def test_score_weight_zero_freezes_the_harris_score_and_trains_the_descriptor() 
     from neurocorr.models.detector.torch_model import handcrafted_responses
     harris = handcrafted_responses(batch["image1"], (0.0,))[:, :1]
     torch.testing.assert_close(score, torch.sigmoid(4.0 * harris))
+
+
+def test_describe_scales_give_every_keypoint_a_descriptor_per_level() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(top_k=20, describe_scales=[1.0, 0.5]).eval()
+    image = module.on_after_batch_transfer(crops(2, 48), 0)["image1"]
+    with torch.no_grad():
+        kp, desc, score = module.detect(image)
+        borrowed = module.describe(image, kp.xy)                       # what Harris / Hessian points are given
+        module.describe_scales = []
+        plain_kp, plain, _ = module.detect(image)
+    assert desc.shape == (2, 20, 2, plain.shape[-1]) and score.shape == (2, 1, 48, 48)
+    torch.testing.assert_close(borrowed, desc)
+    torch.testing.assert_close(plain_kp.xy, kp.xy)                     # the levels change descriptors only
+    torch.testing.assert_close(desc[:, :, 0], plain)                   # level 1.0 is the one-level descriptor
+    torch.testing.assert_close(desc.norm(dim=-1), torch.ones(2, 20, 2))
 
 
 def test_validation_logs_repeatability_matching_and_their_mean() -> None:
