@@ -3,8 +3,9 @@
 Per image ``keypoints/<name>.npz``: ``xy`` ``(K, 2)`` float32 (x, y) in the original image's pixels
 (pixel centres at integers), ``score`` ``(K,)``, ``orientation`` ``(K,)`` radians (x right, y down),
 ``scale`` ``(K,)`` original pixels per network pixel (the downscale of a large image), ``descriptors``
-``(K, D)``, ``image_size`` ``(H, W)``; and ``keypoints/<name>.png`` (keypoints with orientation ticks
-over the image, the score map below). Per pair (a pairs CSV or ``input=[a,b]``) ``matches/<a>__<b>``:
+``(K, D)`` (``(K, L, D)`` with ``model.describe_scales``: one per pyramid level), ``image_size``
+``(H, W)``; and ``keypoints/<name>.png`` (keypoints with orientation ticks over the image, the score
+map below). Per pair (a pairs CSV or ``input=[a,b]``) ``matches/<a>__<b>``:
 ``.npz`` (``index`` ``(M, 2)`` keypoint rows of a and b, ``xy_a``, ``xy_b``, ``distance``, ``inlier``
 ``(M,)`` bool, ``H`` ``(3, 3)`` a -> b, NaN when none was found), ``.json`` (counts and H), ``.png``
 (side by side, inliers green); ``pairs.csv`` sums up every pair.
