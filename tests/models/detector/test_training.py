@@ -223,7 +223,7 @@ def test_rank_keypoints_re_sorts_by_the_other_map_with_invalid_points_last() -> 
                    angle=torch.tensor([[0.1, 0.2, 0.3]]), valid=torch.tensor([[True, False, True]]))
     ranked = rank_keypoints(kp, score)
     assert ranked.xy.tolist() == [[[5.0, 2.0], [1.0, 6.0], [3.0, 3.0]]]
-    assert ranked.angle.tolist() == pytest.approx([[0.3, 0.1, 0.2]]) and ranked.valid.tolist() == [[True, True, False]]
+    assert ranked.angle[0].tolist() == pytest.approx([0.3, 0.1, 0.2]) and ranked.valid.tolist() == [[True, True, False]]
     assert ranked.score[0, :2].tolist() == pytest.approx([0.9, 0.5])
 
 
