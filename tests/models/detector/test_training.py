@@ -12,7 +12,6 @@ from neurocorr.errors import ConfigError
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views, photometric
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.lightning_model import DetectorModule
-from neurocorr.models.detector.keypoints import Keypoints, rank_keypoints
 from neurocorr.models.detector.loss import PeakyRepeatability, ScoreMapTriplet, hardest_in_batch_triplet
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import warp_image
@@ -141,10 +140,6 @@ def test_contract_parts_batch_of_one_and_validation_metrics() -> None:
         tiny_module(describe_scales=[1.0, 0.0])
     with pytest.raises(ConfigError, match="ransac_method"):
         tiny_module(ransac_method="lmeds")
-    with pytest.raises(ConfigError, match="peaks_on"):
-        tiny_module(peaks_on="hessian")
-    with pytest.raises(ConfigError, match="one scale"):
-        tiny_module(peaks_on="harris", scales=[1.0, 0.5])
     b = module.on_after_batch_transfer(crops(1, 32), 0)
     with pytest.raises(ConfigError, match="batch_size >= 2"):
         module.compute_loss(b)
@@ -191,57 +186,6 @@ def test_describe_scales_give_every_keypoint_a_descriptor_per_level() -> None:
     torch.testing.assert_close(plain_kp.xy, kp.xy)                     # the levels change descriptors only
     torch.testing.assert_close(desc[:, :, 0], plain)                   # level 1.0 is the one-level descriptor
     torch.testing.assert_close(desc.norm(dim=-1), torch.ones(2, 20, 2))
-
-
-def harris_ranked_module(**kwargs) -> DetectorModule:
-    net = EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, head_hidden=4, descriptor_channels=4,
-                              handcrafted=(0.0,), harris_skip=4.0)
-    return DetectorModule(net=net, descriptor=PolarDescriptor((2.0, 4.0), 4), desc_top_k=8, score_weight=0.0,
-                          peaks_on="harris", optimizer=functools.partial(torch.optim.AdamW, lr=1e-2), **kwargs)
-
-
-def test_harris_peaks_ranked_by_the_untrained_score_are_the_score_s_own_peaks() -> None:
-    torch.manual_seed(0)
-    module = harris_ranked_module(top_k=40, subpixel="none").eval()
-    image = module.on_after_batch_transfer(crops(2, 48), 0)["image1"]
-    with torch.no_grad():
-        kp, _, _ = module.detect(image)
-        module.peaks_on = "score"
-        own, _, _ = module.detect(image)
-    assert kp.valid.any()
-    torch.testing.assert_close(kp.xy, own.xy)                          # sigmoid(4 x Harris) peaks where Harris does
-    for b in range(2):
-        s = kp.score[b][kp.valid[b]]
-        assert (s[1:] <= s[:-1]).all()                                 # best first
-    torch.testing.assert_close(kp.score[kp.valid], own.score[own.valid])
-
-
-def test_rank_keypoints_re_sorts_by_the_other_map_with_invalid_points_last() -> None:
-    score = torch.zeros(1, 1, 8, 8)
-    score[0, 0, 2, 5], score[0, 0, 6, 1] = 0.9, 0.5
-    kp = Keypoints(xy=torch.tensor([[[1.0, 6.0], [3.0, 3.0], [5.0, 2.0]]]), score=torch.tensor([[3.0, 2.0, 1.0]]),
-                   angle=torch.tensor([[0.1, 0.2, 0.3]]), valid=torch.tensor([[True, False, True]]))
-    ranked = rank_keypoints(kp, score)
-    assert ranked.xy.tolist() == [[[5.0, 2.0], [1.0, 6.0], [3.0, 3.0]]]
-    assert ranked.angle[0].tolist() == pytest.approx([0.3, 0.1, 0.2]) and ranked.valid.tolist() == [[True, True, False]]
-    assert ranked.score[0, :2].tolist() == pytest.approx([0.9, 0.5])
-
-
-def test_rank_loss_trains_the_score_to_rank_the_harris_points_that_repeat() -> None:
-    torch.manual_seed(0)
-    module = harris_ranked_module(rank_weight=1.0, rank_top_k=16, desc_weight=0.0, ori_weight=0.0)
-    batch = module.on_after_batch_transfer(crops(3, 48), 0)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
-    first = None
-    for _ in range(15):
-        losses = module.compute_loss(batch)
-        first = float(losses["rank_loss"]) if first is None else first
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        optimizer.step()
-    assert set(losses) == {"rank_loss", "rank_repeat_rate", "loss"}
-    assert 0 < float(losses["rank_repeat_rate"]) < 1                  # some points repeat, some do not
-    assert float(losses["rank_loss"]) < 0.9 * first
 
 
 def test_validation_logs_repeatability_matching_and_their_mean() -> None:

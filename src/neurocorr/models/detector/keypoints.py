@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d, laplacian
 
-from neurocorr.models.detector.torch_model import DetectorOutput, handcrafted_responses, orientation_angle
+from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
 from neurocorr.ops.peaks import find_peaks, refine_subpixel, refine_subpixel_2d
 
 
@@ -65,25 +65,6 @@ def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int 
     """Keypoints of a score map ``(B, 1, H, W)`` with orientations from ``(B, N, H, W)``."""
     xy, s, valid = score_peaks(score, top_k, threshold, nms_window, border, subpixel)
     return Keypoints(xy=xy, score=s, angle=keypoint_angles(orientation, xy), valid=valid)
-
-
-PEAK_MAPS = ("score", "harris")
-
-
-def harris_map(image: torch.Tensor) -> torch.Tensor:
-    """The Harris response ``(B, 1, H, W)`` of images ``(B, C, H, W)`` as the network's first
-    hand-crafted input sees it (divided by its mean magnitude, squashed to (-1, 1)): where
-    ``peaks_on="harris"`` places keypoints."""
-    return handcrafted_responses(image, (0.0,))[:, :1]
-
-
-def rank_keypoints(kp: Keypoints, score: torch.Tensor) -> Keypoints:
-    """``kp`` re-scored by the map ``score`` ``(B, 1, H, W)`` at their places and re-sorted (valid
-    ones first, best first): points found on one map, ranked by another."""
-    s = sample_maps(score, kp.xy)[..., 0]
-    order = torch.where(kp.valid, s, torch.full_like(s, -torch.inf)).argsort(dim=1, descending=True)
-    take = lambda t: t.gather(1, order if t.dim() == 2 else order[..., None].expand_as(t))  # noqa: E731
-    return Keypoints(xy=take(kp.xy), score=take(s), angle=take(kp.angle), valid=take(kp.valid))
 
 
 Describe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -28,9 +28,8 @@ from neurocorr.models.detector.augment import Photometric, WarpRanges, make_view
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
-from neurocorr.models.detector.keypoints import (PEAK_MAPS, SCALE_SELECTIONS, Keypoints, describe_levels, detect_keypoints,
-                                                detect_pyramid, harris_map, keypoint_angles, rank_keypoints, run_levels,
-                                                sample_maps, score_peaks)
+from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, describe_levels, detect_keypoints,
+                                                detect_pyramid, keypoint_angles, run_levels, sample_maps)
 from neurocorr.models.detector.loss import descriptor_triplet, hardest_in_batch_triplet, PeakyRepeatability
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
@@ -72,7 +71,6 @@ class DetectorModule(NeurocorrModule):
     def __init__(
         self, *, net: EquivariantDetector, loss: Optional[nn.Module] = None, descriptor: Optional[PolarDescriptor] = None,
         desc_weight: float = 1.0, desc_margin: float = 1.0, desc_top_k: int = 64, desc_mining: str = "hardest",
-        peaks_on: str = "score", rank_weight: float = 0.0, rank_top_k: int = 128, rank_px: float = 1.5,
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
@@ -94,11 +92,6 @@ class DetectorModule(NeurocorrModule):
         self.desc_weight, self.desc_margin, self.desc_top_k = desc_weight, desc_margin, desc_top_k
         self.desc_mining, self.ori_weight, self.pad_weight = desc_mining, ori_weight, pad_weight
         self.score_weight = float(score_weight)
-        if peaks_on not in PEAK_MAPS:
-            raise ConfigError(f"model.peaks_on must be one of {PEAK_MAPS}, got {peaks_on!r}")
-        if peaks_on == "harris" and [float(x) for x in scales] != [1.0]:
-            raise ConfigError("model.peaks_on=harris detects at one scale: set model.scales=[1.0]")
-        self.peaks_on, self.rank_weight, self.rank_top_k, self.rank_px = peaks_on, float(rank_weight), rank_top_k, rank_px
         self.warp_ranges = WarpRanges(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (warp or {}).items()})
         self.photometric = Photometric(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
                                           for k, v in (photometric or {}).items()})
@@ -150,13 +143,8 @@ class DetectorModule(NeurocorrModule):
         if self.scales == [1.0]:
             full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
             out = full[0] if full else self.net(image)
-            if self.peaks_on == "harris":  # Harris places the points, the score ranks them
-                kp = detect_keypoints(harris_map(image), out.orientation, self.top_k, self.threshold, self.nms_window,
-                                      self.detect_border, self.subpixel)
-                kp = rank_keypoints(kp, out.score)
-            else:
-                kp = detect_keypoints(out.score, out.orientation, self.top_k, self.threshold, self.nms_window,
-                                      self.detect_border, self.subpixel)
+            kp = detect_keypoints(out.score, out.orientation, self.top_k, self.threshold, self.nms_window,
+                                  self.detect_border, self.subpixel)
             desc, score = None if levels else self.descriptor(out.features, kp.xy, kp.angle), out.score
         else:
             kp, desc, score = detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
@@ -212,8 +200,6 @@ class DetectorModule(NeurocorrModule):
         loss = out1.score.new_zeros(())
         if self.score_weight > 0:
             loss = loss + self.score_weight * self._score_losses(out1.score, out2.score, H, keep1, keep2, result)
-        if self.rank_weight > 0:
-            loss = loss + self.rank_weight * self._rank_loss(batch, out1.score, out2.score, H, keep1, keep2, result)
         if self.desc_weight > 0 or self.ori_weight > 0:
             loss = loss + self._descriptor_losses(out1, out2, H, keep1, keep2, result)
         result["loss"] = loss
@@ -235,30 +221,6 @@ class DetectorModule(NeurocorrModule):
         pad_loss = pad.flatten(1).sum(1).div((1 - torch.cat([keep1, keep2])).flatten(1).sum(1).clamp(min=1)).mean()
         result["pad_loss"] = pad_loss
         return kp_loss + self.pad_weight * pad_loss
-
-    def _rank_loss(self, batch: dict[str, Any], score1: torch.Tensor, score2: torch.Tensor, H: torch.Tensor,
-                   keep1: torch.Tensor, keep2: torch.Tensor, result: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Binary cross-entropy of the score at the ``rank_top_k`` best Harris points of each view
-        against whether the point repeats: a Harris point of the other view (its ``2 x rank_top_k``
-        best) lies within ``rank_px`` of its warp. The score learns which corners survive the
-        warps and photometric changes (R2D2's repeatability as a ranking), in both directions."""
-        terms = []
-        for (img_a, img_b, s_a, k_a, k_b, h) in ((batch["image1"], batch["image2"], score1, keep1, keep2, H),
-                                                (batch["image2"], batch["image1"], score2, keep2, keep1,
-                                                 torch.linalg.inv(H))):
-            xy_a, _, v_a = score_peaks(harris_map(img_a) * k_a, self.rank_top_k, 0.0, self.nms_window, self.border)
-            xy_b, _, v_b = score_peaks(harris_map(img_b) * k_b, 2 * self.rank_top_k, 0.0, self.nms_window, self.border)
-            warped = warp_points(xy_a, h)
-            seen = v_a & (sample_maps(k_b, warped)[..., 0] > 0.999)
-            dist = torch.cdist(warped, xy_b).masked_fill(~v_b[:, None, :], float("inf")).amin(-1)
-            target = (dist < self.rank_px).to(s_a.dtype)
-            logit = torch.logit(sample_maps(s_a, xy_a)[..., 0].clamp(1e-6, 1 - 1e-6))
-            bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
-            terms.append((bce * seen).sum() / seen.sum().clamp(min=1))
-            result.setdefault("rank_repeat_rate", (target * seen).sum() / seen.sum().clamp(min=1))
-        rank_loss = sum(terms) / 2
-        result["rank_loss"] = rank_loss
-        return rank_loss
 
     def _descriptor_losses(self, out1: Any, out2: Any, H: torch.Tensor, keep1: torch.Tensor, keep2: torch.Tensor,
                            result: dict[str, torch.Tensor]) -> torch.Tensor:
