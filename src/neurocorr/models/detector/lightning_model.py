@@ -145,7 +145,8 @@ class DetectorModule(NeurocorrModule):
             out = full[0] if full else self.net(image)
             kp = detect_keypoints(out.score, out.orientation, self.top_k, self.threshold, self.nms_window,
                                   self.detect_border, self.subpixel)
-            desc, score = None if levels else self.descriptor(out.features, kp.xy, kp.angle), out.score
+            score = out.score
+            desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
         else:
             kp, desc, score = detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
                                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest,
