@@ -31,9 +31,9 @@ TINY = {  # family -> train overrides of a tiny network (the data config is stor
 }
 
 
-def checkpoint(make_cfg, tmp_path: Path, family: str) -> Path:
+def checkpoint(make_cfg, tmp_path: Path, family: str, *overrides: str) -> Path:
     """A checkpoint of an untrained tiny model, its configs stored as training stores them."""
-    cfg = make_cfg(*TINY[family], "logger=none", run=f"train_{family}")
+    cfg = make_cfg(*TINY[family], *overrides, "logger=none", run=f"train_{family}")
     torch.manual_seed(0)
     model = build_model(cfg.model)
     state = {"state_dict": model.state_dict()}
@@ -85,6 +85,17 @@ def test_detector_keypoints_in_original_pixels_and_pair_matches(make_cfg, tmp_pa
     assert info["matches"] == m["index"].shape[0] and (out / "matches" / "a__b.png").is_file()
     rows = list(csv.DictReader(open(out / "pairs.csv")))
     assert len(rows) == 1 and Path(rows[0]["image_b"]).name == "b.png"
+
+
+def test_detector_with_descriptors_at_several_levels_writes_and_matches_them(make_cfg, tmp_path):
+    ckpt = checkpoint(make_cfg, tmp_path, "detector", "model.describe_scales=[1.0,0.5]")
+    folder = images(tmp_path / "in", [(64, 64), (64, 48)], bad=False)
+    failed, out = run(make_cfg, ckpt, f"input=[{folder / 'a.png'},{folder / 'b.png'}]", "model.top_k=20")
+    assert failed == 0
+    desc = np.load(out / "keypoints" / "a.npz")["descriptors"]
+    assert desc.ndim == 3 and desc.shape[:2] == (np.load(out / "keypoints" / "a.npz")["xy"].shape[0], 2)
+    info = json.loads((out / "matches" / "a__b.json").read_text())
+    assert info["matches"] > 0
 
 
 PEAKS = [(24.0, 23.0), (10.0, 22.0), (40.0, 24.0)]  # input pixels of a fake heatmapper's three classes
