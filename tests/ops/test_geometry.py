@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from neurocorr.ops.geometry import (affine_grid, covisible, homography_grid, scale_homography, shift_origin, visibility_mask,
+from neurocorr.ops.geometry import (affine_grid, covisible, homography_grid, resize_points, scale_homography, shift_origin, visibility_mask,
                                     warp_image, warp_mask, warp_points)
 
 
@@ -99,3 +99,12 @@ def test_affine_grid_warps_like_kornia_warp_affine() -> None:
     torch.testing.assert_close(smaller, warp_affine(images, matrix, (17, 21), align_corners=True), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match=r"\(B, 2, 3\)"):
         affine_grid(torch.eye(3)[None], (4, 4), (4, 4))
+
+
+def test_resize_points_follows_pixel_centres_and_agrees_with_scale_homography() -> None:
+    xy = torch.tensor([[0.0, 0.0], [3.0, 1.0], [-0.5, -0.5]], dtype=torch.float64)
+    # halving a 4 x 8 image: pixel centres 0 and 1 meet at 0.25 of the new grid, the image's corner stays put
+    assert resize_points(xy, (4, 8), (2, 4)).tolist() == [[-0.25, -0.25], [1.25, 0.25], [-0.5, -0.5]]
+    torch.testing.assert_close(resize_points(resize_points(xy, (4, 8), (2, 4)), (2, 4), (4, 8)), xy)
+    H = scale_homography(torch.eye(3, dtype=torch.float64), 1.0, 0.5)
+    torch.testing.assert_close(resize_points(xy, (4, 8), (2, 4)), warp_points(xy, H))

@@ -142,6 +142,13 @@ def visibility_mask(H: torch.Tensor, size_from: Sequence[int], size_to: Sequence
     return vis.view(-1, 1, h, w).float()
 
 
+def resize_points(points: torch.Tensor, size_from: Sequence[int], size_to: Sequence[int]) -> torch.Tensor:
+    """Points ``(..., 2)`` (x, y) of an image of ``size_from`` = (H, W) in the same image resized to
+    ``size_to`` = (h, w), pixel centres at integers: ``x' = (x + 0.5) w / W - 0.5`` (and y alike)."""
+    ratio = points.new_tensor([size_to[1] / size_from[1], size_to[0] / size_from[0]])
+    return (points + 0.5) * ratio - 0.5
+
+
 def scale_homography(H: torch.Tensor, scale_from: float, scale_to: float) -> torch.Tensor:
     """The homography between images resized by ``scale_from`` (image 1) and ``scale_to`` (image 2),
     in the pixel-centre convention (x' = s (x + 0.5) - 0.5)."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d, laplacian
 
 from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
+from neurocorr.ops.geometry import resize_points
 from neurocorr.ops.peaks import find_peaks, refine_subpixel, refine_subpixel_2d
 
 
@@ -114,15 +115,12 @@ def laplacian_levels(levels: Sequence[torch.Tensor], xy: torch.Tensor, size: tup
     width ``sigma`` level pixels is largest. A fixed sigma in level pixels is sigma / s image pixels,
     and the level's derivatives carry the factor 1 / s^2, so the responses are scale-normalised as
     they stand (Lindeberg): the argmax is the keypoint's characteristic scale."""
-    h, w = size
     k = 2 * math.ceil(3 * sigma) + 1
     responses = []
     for img in levels:
         grey = img.mean(1, keepdim=True)
         log = laplacian(gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect"), 3, normalized=False).abs()
-        lh, lw = img.shape[-2:]
-        xy_l = (xy + 0.5) * xy.new_tensor([lw / w, lh / h]) - 0.5
-        responses.append(sample_maps(log, xy_l)[..., 0])
+        responses.append(sample_maps(log, resize_points(xy, size, img.shape[-2:]))[..., 0])
     return torch.stack(responses, -1).argmax(-1)
 
 
@@ -152,11 +150,9 @@ def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], descr
     and its orientation is the level's own orientation head there. Matched by the smallest distance
     over level pairs (``matching.descriptor_distance``), so a zoom between two images is met by the
     pair of levels that sees the structure at one size (the pyramid's factors bound the zoom range)."""
-    h, w = size
     out = []
     for level, net_out in levels:
-        lh, lw = level.shape[-2:]
-        xy_l = (xy + 0.5) * xy.new_tensor([lw / w, lh / h]) - 0.5
+        xy_l = resize_points(xy, size, level.shape[-2:])
         out.append(describe(net_out.features, xy_l, keypoint_angles(net_out.orientation, xy_l)))
     return torch.stack(out, 2)
 
@@ -199,9 +195,8 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
         lvl = laplacian_levels([level for level, _ in levels], xy, (h, w))
     angle = torch.zeros_like(score)
     desc = None
-    for i, (out, (lh, lw)) in enumerate(zip(outs, sizes)):
-        ratio = xy.new_tensor([lw / w, lh / h])
-        xy_l = (xy + 0.5) * ratio - 0.5
+    for i, (out, level_hw) in enumerate(zip(outs, sizes)):
+        xy_l = resize_points(xy, (h, w), level_hw)
         a_l = keypoint_angles(out.orientation, xy_l)
         d_l = describe(out.features, xy_l, a_l)
         pick = lvl == i

@@ -21,6 +21,7 @@ from neurocorr.data.formats.label_studio_predictions import prediction_task, wri
 from neurocorr.files import write_json
 from neurocorr.models.heatmapper.figures import plot_keypoints
 from neurocorr.models.heatmapper.letterbox import letterbox_image, to_original
+from neurocorr.ops.geometry import resize_points
 from neurocorr.tasks.predict import PredictContext, options
 from neurocorr.viz.artifacts import save_figure
 
@@ -65,7 +66,7 @@ def save_image_outputs(ctx: PredictContext, path: Path, found: dict[str, Any]) -
     f = min(1.0, FIGURE_SIDE / max(h, w))  # figure frame: the original scaled by f
     fh, fw = max(1, round(h * f)), max(1, round(w * f))
     shown = F.interpolate(found["image"][None].float(), size=(fh, fw), mode="bilinear", antialias=True)[0] / 255.0
-    xy = (found["xy"] + 0.5) * torch.tensor([fw / w, fh / h]) - 0.5
+    xy = resize_points(found["xy"], (h, w), (fh, fw))
     fig = plot_keypoints(shown[None], original_heatmaps(found, fh, fw)[None], xy[None], found["valid"][None],
                          torch.zeros(1, 0, 2), torch.zeros(1, 0, dtype=torch.long), names, columns=1)
     fig.set_size_inches(7, 7 * fh / fw + 0.6)
