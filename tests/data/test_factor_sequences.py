@@ -98,3 +98,14 @@ def test_an_existing_sequence_is_never_overwritten(tmp_path: Path) -> None:
         write_factor_sequences(tmp_path / "out", [str(pic)])
     assert (mine / "notes.txt").read_text() == "keep me" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
     assert not (tmp_path / "out" / "rotation").exists()  # checked before anything was written
+
+
+def test_same_file_names_in_two_folders_get_the_folder_name(tmp_path: Path) -> None:
+    (tmp_path / "v_a").mkdir()
+    (tmp_path / "v_b").mkdir()
+    a, b = _smooth_picture(tmp_path / "v_a" / "1.png"), _smooth_picture(tmp_path / "v_b" / "1.png", 50, 40)
+    written = write_factor_sequences(tmp_path / "out", [str(a), str(b)], factors=["rotation"])
+    assert [p.name for p in written] == ["rotation_v_a_1", "rotation_v_b_1"]
+    with pytest.raises(ConfigError, match="more than once"):
+        write_factor_sequences(tmp_path / "other", [str(a), str(a)], factors=["rotation"])
+    assert not (tmp_path / "other").exists()

@@ -161,6 +161,13 @@ def write_factor_sequences(out: Path, sources: Sequence[str] = DEFAULT_NAMES,
     if unknown:
         raise ConfigError(f"unknown factor(s) {unknown}; choose from {sorted(FACTORS)}")
     pictures = [load_picture(s, max_side) for s in sources]  # every picture read before anything is written
+    stems = [name for name, _ in pictures]
+    names = [f"{Path(source).parent.name}_{stem}" if stems.count(stem) > 1 and Path(source).suffix else stem
+             for source, stem in zip(sources, stems)]  # same file names in different folders (HPatches' 1.ppm)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"pictures {repeated} are given more than once")
+    pictures = [(name, grey) for name, (_, grey) in zip(names, pictures)]
     finals = [Path(out) / factor / f"{factor}_{name}" for name, _ in pictures for factor in factors]
     taken = [str(f) for f in finals if f.exists()]
     if taken:
