@@ -39,6 +39,15 @@ def test_synthetic_sequences_are_hpatches_layout_and_consistent(tmp_path: Path) 
     assert ok.sum() > 10 and np.corrcoef(a, b)[0, 1] > 0.8
 
 
+def test_synthetic_sequences_never_replace_an_existing_folder(tmp_path: Path) -> None:
+    mine = tmp_path / "seqs" / "s_brick"
+    mine.mkdir(parents=True)
+    (mine / "edited.txt").write_text("mine")
+    with pytest.raises(DataError, match="s_brick"):
+        synth_main(["--out", str(tmp_path / "seqs"), "--images", "camera,brick", "--size", "32", "--warps", "1"])
+    assert [p.name for p in mine.iterdir()] == ["edited.txt"] and not (tmp_path / "seqs" / "s_camera").exists()
+
+
 def _oxford(folder: Path, ext: str = ".pgm") -> Path:
     folder.mkdir(parents=True)
     for k in range(1, 4):

@@ -25,6 +25,7 @@ from PIL import Image
 
 from neurocorr.data.formats.homography_sequences import write_homography_file
 from neurocorr.data.synthetic.bundled_images import HELD_OUT_IMAGES, load_bundled
+from neurocorr.errors import DataError
 from neurocorr.ops.geometry import warp_image
 
 
@@ -74,9 +75,14 @@ def make_sequence(image: np.ndarray, size: int, n_warps: int, generator: torch.G
 
 def write_sequences(out: Path, names: Sequence[str] = HELD_OUT_IMAGES, size: int = 256, n_warps: int = 5,
                     seed: int = 0, noise_std: float = 2.0, max_angle_deg: float = 360.0) -> list[Path]:
-    """Write one HPatches-layout sequence per bundled image name under ``out`` (replacing any old
-    one of the same name; each is written to a temporary folder and renamed into place)."""
+    """Write one HPatches-layout sequence per bundled image name under ``out`` (each written to a
+    temporary folder and renamed into place). An existing sequence of the same name is never
+    replaced: a DataError names it before anything is written."""
     out = Path(out)
+    taken = [str(out / f"s_{name}") for name in names if (out / f"s_{name}").exists()]
+    if taken:
+        raise DataError(f"{taken[0]} already exists ({len(taken)} of the sequences): choose another --out or "
+                        f"remove them yourself")
     out.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
     written = []
@@ -89,8 +95,6 @@ def write_sequences(out: Path, names: Sequence[str] = HELD_OUT_IMAGES, size: int
             for k in range(2, n_warps + 2):
                 write_homography_file(H[k - 2].numpy(), tmp / f"H_1_{k}")
             final = out / f"s_{name}"
-            if final.exists():
-                shutil.rmtree(final)
             tmp.replace(final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
