@@ -116,11 +116,16 @@ FACTORS: dict[str, Callable[[torch.Tensor, np.random.Generator], Changes]] = {
 }
 
 
+def _is_file(source: str) -> bool:
+    """An image file (a name with a suffix, or an existing path) rather than a scikit-image picture name."""
+    return bool(Path(source).suffix) or Path(source).exists()
+
+
 def load_picture(source: str, max_side: int = 640) -> tuple[str, np.ndarray]:
     """(name, ``(H, W)`` uint8 grey array) of an image file or a scikit-image picture name, its longer
     side brought down to ``max_side`` px."""
     path = Path(source)
-    if path.suffix:  # a file; read_image names it if missing or unreadable
+    if _is_file(source):  # read_image names it if missing or unreadable
         grey, name = read_image(path, mode="L")[0].numpy(), path.stem
     else:
         grey, name = load_bundled(source), source.replace(":", "_")
@@ -162,7 +167,7 @@ def write_factor_sequences(out: Path, sources: Sequence[str] = DEFAULT_NAMES,
         raise ConfigError(f"unknown factor(s) {unknown}; choose from {sorted(FACTORS)}")
     pictures = [load_picture(s, max_side) for s in sources]  # every picture read before anything is written
     stems = [name for name, _ in pictures]
-    names = [f"{Path(source).parent.name}_{stem}" if stems.count(stem) > 1 and Path(source).suffix else stem
+    names = [f"{Path(source).parent.name}_{stem}" if stems.count(stem) > 1 and _is_file(source) else stem
              for source, stem in zip(sources, stems)]  # same file names in different folders (HPatches' 1.ppm)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
