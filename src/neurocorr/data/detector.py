@@ -34,7 +34,7 @@ from neurocorr.errors import ConfigError, DataError
 from neurocorr.ops.geometry import scale_homography, warp_image
 
 
-def _limit_size(image: torch.Tensor, max_side: Optional[int]) -> tuple[torch.Tensor, float]:
+def limit_size(image: torch.Tensor, max_side: Optional[int]) -> tuple[torch.Tensor, float]:
     """Downscale ``(C, H, W)`` uint8 so its longer side is at most ``max_side``; returns (image, scale)."""
     h, w = image.shape[-2:]
     if not max_side or max(h, w) <= max_side:
@@ -52,7 +52,7 @@ def load_texture_images(root: Optional[str], names: Sequence[str], grey: bool, m
     for name in names:
         a = torch.from_numpy(load_bundled(name))[None]
         images.append(a if grey else a.expand(3, -1, -1).contiguous())
-    images = [_limit_size(im, max_side)[0] for im in images]
+    images = [limit_size(im, max_side)[0] for im in images]
     kept = [im for im in images if min(im.shape[-2:]) >= min_side]
     if not kept:
         raise DataError(f"no image in {root or 'the bundled set'} is at least {min_side} px on its shorter side")
@@ -194,8 +194,8 @@ class SequencePairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         seq, k = self.pairs[index]
         mode = "L" if self.grey else "RGB"
-        image1, s1 = _limit_size(read_image(seq.images[0], mode), self.max_side)
-        image2, s2 = _limit_size(read_image(seq.images[k + 1], mode), self.max_side)
+        image1, s1 = limit_size(read_image(seq.images[0], mode), self.max_side)
+        image2, s2 = limit_size(read_image(seq.images[k + 1], mode), self.max_side)
         H = scale_homography(seq.homographies[k], s1, s2)
         return {"image1": image1, "image2": image2, "H": H, "sequence": seq.name, "pair": torch.tensor(k + 2)}
 

@@ -16,12 +16,15 @@ decides a repeatability figure at 1 px, so it is a parameter rather than a guess
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from neurocorr.data.formats.image import is_image_file
 from neurocorr.errors import DataError
@@ -119,3 +122,32 @@ def write_homography_file(H: np.ndarray, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     np.savetxt(tmp, np.asarray(H, dtype=np.float64).reshape(3, 3), fmt="%.10g")
     tmp.replace(path)
+
+
+def check_absent(folders: Sequence[Path]) -> None:
+    """DataError naming the first of ``folders`` that already exists (before a writer starts, so that
+    nothing is written when any sequence would collide with one already there)."""
+    taken = [str(f) for f in folders if Path(f).exists()]
+    if taken:
+        raise DataError(f"{taken[0]} already exists ({len(taken)} of the sequences): choose another --out or "
+                        f"remove them yourself")
+
+
+def write_sequence(final: Path, images: Sequence[np.ndarray], homographies: Sequence[np.ndarray]) -> Path:
+    """Write an HPatches-layout sequence ``final``: ``images`` (``(H, W)`` uint8 arrays) as ``1.png ..``
+    and ``H_1_2 ..``, through a temporary folder renamed into place, so a failure leaves nothing
+    half-written. An existing ``final`` is never touched (a DataError names it)."""
+    final = Path(final)
+    check_absent([final])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        for k, im in enumerate(images, start=1):
+            Image.fromarray(im).save(tmp / f"{k}.png")
+        for k, H in enumerate(homographies, start=2):
+            write_homography_file(H, tmp / f"H_1_{k}")
+        tmp.replace(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+import kornia.geometry.transform as KT
 import torch.nn.functional as F
-from PIL import Image
 
-from neurocorr.data.formats.homography_sequences import write_homography_file
+from neurocorr.data.detector import limit_size
+from neurocorr.data.formats.homography_sequences import check_absent, write_sequence
 from neurocorr.data.formats.image import read_image
 from neurocorr.data.synthetic.bundled_images import load_bundled
-from neurocorr.errors import ConfigError, DataError
+from neurocorr.errors import ConfigError
 from neurocorr.ops.geometry import warp_image
 
 ANGLES_DEG = (45, 90, 135, 180, 225, 270, 315)
@@ -94,21 +93,12 @@ def noises(image: torch.Tensor, rng: np.random.Generator) -> Changes:
 def viewpoints(image: torch.Tensor, rng: np.random.Generator) -> Changes:
     """Perspective warps of ``image``: each corner moved by up to ``f`` x the size, for f in ``CORNER_SHIFTS``."""
     h, w = image.shape[-2:]
-    src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+    src = torch.tensor([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=torch.float64)
     Hs = []
     for f in CORNER_SHIFTS:
-        dst = src + rng.uniform(-f, f, (4, 2)) * np.array([w, h])
-        Hs.append(_homography_from_corners(src, dst))
+        dst = src + torch.from_numpy(rng.uniform(-f, f, (4, 2))) * torch.tensor([w, h], dtype=torch.float64)
+        Hs.append(KT.get_perspective_transform(src[None], dst[None])[0].numpy())
     return [_warp(image, H) for H in Hs], Hs
-
-
-def _homography_from_corners(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The homography mapping 4 points ``src`` ``(4, 2)`` onto ``dst`` (direct linear solve, h33 = 1)."""
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(src, dst):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    return np.append(np.linalg.solve(np.array(rows), np.array(rhs)), 1.0).reshape(3, 3)
 
 
 FACTORS: dict[str, Callable[[torch.Tensor, np.random.Generator], Changes]] = {
@@ -129,32 +119,7 @@ def load_picture(source: str, max_side: int = 640) -> tuple[str, np.ndarray]:
         grey, name = read_image(path, mode="L")[0].numpy(), path.stem
     else:
         grey, name = load_bundled(source), source.replace(":", "_")
-    scale = max_side / max(grey.shape)
-    if scale < 1:
-        t = torch.from_numpy(grey).float()[None, None]
-        size = (round(grey.shape[0] * scale), round(grey.shape[1] * scale))
-        grey = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)[0, 0]
-        grey = grey.round().clamp(0, 255).to(torch.uint8).numpy()
-    return name, grey
-
-
-def _write_sequence(final: Path, images: Sequence[torch.Tensor], Hs: Sequence[np.ndarray]) -> Path:
-    """Write one sequence through a temporary folder renamed into place; an existing ``final`` is
-    never touched (a DataError names it)."""
-    if final.exists():
-        raise DataError(f"{final} already exists: choose another --out or remove it yourself")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        for k, im in enumerate(images, start=1):
-            Image.fromarray(im.round().clamp(0, 255).to(torch.uint8)[0].numpy()).save(tmp / f"{k}.png")
-        for k, H in enumerate(Hs, start=2):
-            write_homography_file(H, tmp / f"H_1_{k}")
-        tmp.replace(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return name, limit_size(torch.from_numpy(grey)[None], max_side)[0][0].numpy()
 
 
 def write_factor_sequences(out: Path, sources: Sequence[str] = DEFAULT_NAMES,
@@ -174,17 +139,15 @@ def write_factor_sequences(out: Path, sources: Sequence[str] = DEFAULT_NAMES,
         raise ConfigError(f"pictures {repeated} are given more than once")
     pictures = [(name, grey) for name, (_, grey) in zip(names, pictures)]
     finals = [Path(out) / factor / f"{factor}_{name}" for name, _ in pictures for factor in factors]
-    taken = [str(f) for f in finals if f.exists()]
-    if taken:
-        raise DataError(f"{taken[0]} already exists ({len(taken)} of the sequences): choose another --out or "
-                        f"remove them yourself")
+    check_absent(finals)
     rng = np.random.default_rng(seed)
     written = []
     for name, grey in pictures:
         image = torch.from_numpy(grey).float()[None]
         for factor in factors:
             changed, Hs = FACTORS[factor](image, rng)
-            written.append(_write_sequence(finals[len(written)], [image, *changed], Hs))
+            frames = [im.round().clamp(0, 255).to(torch.uint8)[0].numpy() for im in [image, *changed]]
+            written.append(write_sequence(finals[len(written)], frames, Hs))
     return written
 
 

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from neurocorr.data.formats.homography_sequences import write_homography_file
+from neurocorr.data.formats.homography_sequences import check_absent, write_sequence
 from neurocorr.data.synthetic.bundled_images import HELD_OUT_IMAGES, load_bundled
-from neurocorr.errors import DataError
 from neurocorr.ops.geometry import warp_image
 
 
@@ -79,27 +75,13 @@ def write_sequences(out: Path, names: Sequence[str] = HELD_OUT_IMAGES, size: int
     temporary folder and renamed into place). An existing sequence of the same name is never
     replaced: a DataError names it before anything is written."""
     out = Path(out)
-    taken = [str(out / f"s_{name}") for name in names if (out / f"s_{name}").exists()]
-    if taken:
-        raise DataError(f"{taken[0]} already exists ({len(taken)} of the sequences): choose another --out or "
-                        f"remove them yourself")
+    check_absent([out / f"s_{name}" for name in names])
     out.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
     written = []
     for name in names:
         images, H = make_sequence(load_bundled(name), size, n_warps, generator, noise_std, max_angle_deg=max_angle_deg)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
-        try:
-            for k, im in enumerate(images, start=1):
-                Image.fromarray(im).save(tmp / f"{k}.png")
-            for k in range(2, n_warps + 2):
-                write_homography_file(H[k - 2].numpy(), tmp / f"H_1_{k}")
-            final = out / f"s_{name}"
-            tmp.replace(final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        written.append(final)
+        written.append(write_sequence(out / f"s_{name}", images, list(H.numpy())))
     return written
 
 

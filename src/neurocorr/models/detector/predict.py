@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from neurocorr.data.detector import _limit_size
+from neurocorr.data.detector import limit_size
 from neurocorr.data.formats.image import read_image
 from neurocorr.files import write_atomic, write_json
 from neurocorr.models.detector.figures import plot_matches, plot_score_maps
@@ -35,7 +35,7 @@ DEFAULT_MAX_SIDE = 1024
 def detect_file(ctx: PredictContext, path: Path, grey: bool, max_side: Optional[int]) -> dict[str, Any]:
     """Keypoints of one image file in its original pixels (see the module docstring)."""
     original = read_image(path, "L" if grey else "RGB")
-    image, s = _limit_size(original, max_side)
+    image, s = limit_size(original, max_side)
     kp, desc, score = ctx.model.detect(image[None].to(ctx.device).float() / 255.0)
     valid = kp.valid[0]
     xy = (kp.xy[0][valid].double().cpu() + 0.5) / s - 0.5  # network pixels -> original pixels
