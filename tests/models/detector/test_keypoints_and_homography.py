@@ -59,6 +59,9 @@ def test_pyramid_detection_keeps_one_keypoint_per_structure_at_its_best_scale() 
     assert int(kp.valid.sum()) == 1                                   # the blob once, not once per scale
     assert (kp.xy[0, 0] - torch.tensor([30.0, 34.0])).norm() < 0.5
     assert best.shape == blob.shape and desc.shape == (1, 5, 3)
+    kp_bare, no_desc, _ = detect_pyramid(BlobNet(), None, blob, [1.0, 0.5], top_k=5, threshold=0.5, border=2)
+    assert no_desc is None                                            # a caller that describes the points itself
+    assert torch.equal(kp_bare.xy, kp.xy) and torch.equal(kp_bare.angle, kp.angle)
 
 
 def test_snap_to_finest_moves_points_onto_the_fine_peak_beside_them() -> None:

@@ -4,7 +4,7 @@ with scale-space NMS. Pixel centres at integer coordinates."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import math
 
@@ -53,12 +53,20 @@ def score_peaks(score: torch.Tensor, top_k: int = 300, threshold: float = 0.0, n
     mode = SUBPIXEL.get(subpixel)
     if mode is None:
         raise ValueError(f"subpixel must be true, false, '2d', '1d' or 'none', got {subpixel!r}")
-    peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=mode == "1d")
-    xy = peaks.xy
+    peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=False)
+    flat = peaks.xy[..., 1].long() * score.shape[-1] + peaks.xy[..., 0].long()
+    return refine_at(score, flat, mode)[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
+
+
+def refine_at(score: torch.Tensor, flat: torch.Tensor, mode: str) -> torch.Tensor:
+    """Positions ``(B, C, K, 2)`` of the integer peaks ``flat`` ``(B, C, K)`` (index ``y * W + x``) of
+    ``score`` ``(B, C, H, W)``, refined as ``mode`` (a value of ``SUBPIXEL``) says."""
     if mode == "2d":
-        flat = (xy[..., 1].round().long() * score.shape[-1] + xy[..., 0].round().long())
-        xy = refine_subpixel_2d(score, flat)
-    return xy[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
+        return refine_subpixel_2d(score, flat)
+    if mode == "1d":
+        return refine_subpixel(score, flat)
+    w = score.shape[-1]
+    return torch.stack([flat % w, torch.div(flat, w, rounding_mode="floor")], -1).to(score.dtype)
 
 
 def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int = 300, threshold: float = 0.0,
@@ -96,14 +104,8 @@ def snap_to_finest(fine: torch.Tensor, xy: torch.Tensor, subpixel: bool | str = 
             best_xy = torch.where(ok[..., None], torch.stack([px, py], -1), best_xy)
     found = torch.isfinite(best_val)
     best_xy = torch.stack([best_xy[..., 0].clamp(1, w - 2), best_xy[..., 1].clamp(1, h - 2)], -1)  # unused where not found
-    flat = (best_xy[..., 1] * w + best_xy[..., 0])[:, None]
-    mode = SUBPIXEL.get(subpixel)
-    snapped = best_xy.to(xy.dtype)
-    if mode == "2d":
-        snapped = refine_subpixel_2d(fine, flat)[:, 0]
-    elif mode == "1d":
-        snapped = refine_subpixel(fine, flat)[:, 0]
-    return torch.where(found[..., None], snapped, xy)
+    snapped = refine_at(fine, (best_xy[..., 1] * w + best_xy[..., 0])[:, None], SUBPIXEL.get(subpixel, "none"))[:, 0]
+    return torch.where(found[..., None], snapped.to(xy.dtype), xy)
 
 
 SCALE_SELECTIONS = ("score", "laplacian")
@@ -157,10 +159,10 @@ def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], descr
     return torch.stack(out, 2)
 
 
-def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Describe, image: torch.Tensor,
+def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Optional[Describe], image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
                    border: int = 4, subpixel: bool | str = True, snap_finest: bool = False,
-                   scale_select: str = "score") -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
+                   scale_select: str = "score") -> tuple[Keypoints, Optional[torch.Tensor], torch.Tensor]:
     """Keypoints over an image pyramid with scale-space NMS.
 
     The network runs on ``image`` ``(B, C, H, W)`` resized by each of ``scales``; each score map is
@@ -173,7 +175,8 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
     answers most (``"laplacian"``: the characteristic scale of Harris-Laplace and SIFT, see
     :func:`laplacian_levels`).
 
-    Returns (keypoints, descriptors ``(B, K, D)``, the max-over-scales score map ``(B, 1, H, W)``).
+    Returns (keypoints, descriptors ``(B, K, D)`` or None when ``describe`` is None (a caller that
+    describes the points itself, at several levels), the max-over-scales score map ``(B, 1, H, W)``).
     """
     h, w = image.shape[-2:]
     if scale_select not in SCALE_SELECTIONS:
@@ -198,8 +201,9 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Desc
     for i, (out, level_hw) in enumerate(zip(outs, sizes)):
         xy_l = resize_points(xy, (h, w), level_hw)
         a_l = keypoint_angles(out.orientation, xy_l)
-        d_l = describe(out.features, xy_l, a_l)
         pick = lvl == i
         angle = torch.where(pick, a_l, angle)
-        desc = d_l if desc is None else torch.where(pick[..., None], d_l, desc)
+        if describe is not None:
+            d_l = describe(out.features, xy_l, a_l)
+            desc = d_l if desc is None else torch.where(pick[..., None], d_l, desc)
     return Keypoints(xy=xy, score=score, angle=angle, valid=valid), desc, best

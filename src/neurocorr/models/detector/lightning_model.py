@@ -148,7 +148,8 @@ class DetectorModule(NeurocorrModule):
             score = out.score
             desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
         else:
-            kp, desc, score = detect_pyramid(self.net, self.descriptor, image, self.scales, self.top_k, self.threshold,
+            describe = None if levels else self.descriptor  # described below at every level instead
+            kp, desc, score = detect_pyramid(self.net, describe, image, self.scales, self.top_k, self.threshold,
                                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest,
                                              self.scale_select)
         if levels:
