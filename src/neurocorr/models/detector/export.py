@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from neurocorr.models.detector.torch_model import EquivariantDetector, antialiased_max_pool, handcrafted_responses
+from neurocorr.models.detector.torch_model import DetectorParts, EquivariantDetector, run_detector
 
 
 class DetectorExport(nn.Module):
@@ -38,6 +37,7 @@ class DetectorExport(nn.Module):
         self.orientation_conv = net.orientation_conv.export()
         self.score_head, self.descriptor_head = net.score_head, net.descriptor_head
         self.harris_skip = net.harris_skip
+        self.descriptor_image = net.descriptor_image
 
     def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """The pyramid level sizes (as :meth:`EquivariantDetector.level_sizes`)."""
@@ -52,27 +52,11 @@ class DetectorExport(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w = int(image.shape[-2]), int(image.shape[-1])  # fixed by the export (see the module docstring)
-        invariant, hand, orientation = [], [], None
-        for size in self.level_sizes(h, w):
-            level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False,
-                                                               antialias=True)
-            if self.handcrafted:
-                responses = handcrafted_responses(level, self.handcrafted)
-                level = torch.cat([level, responses], 1)
-                hand.append(responses if size == (h, w) else
-                            F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
-            feats = [self.blocks[0](level)]
-            feats.append(self.blocks[1](antialiased_max_pool(feats[-1])))
-            feats.append(self.blocks[2](antialiased_max_pool(feats[-1])))
-            for pool, f in zip(self.pools, feats):
-                invariant.append(F.interpolate(pool(f), size=(h, w), mode="bilinear", align_corners=False))
-            ori = F.interpolate(self.orientation_conv(feats[-1]), size=(h, w), mode="bilinear", align_corners=False)
-            orientation = ori if orientation is None else orientation + ori
-        features = torch.cat(invariant, dim=1)
-        logits = self.score_head(torch.cat([features, *hand], 1) if hand else features)
-        if self.harris_skip is not None:
-            logits = logits + self.harris_skip * hand[0][:, :1]
-        return torch.sigmoid(logits), torch.softmax(orientation, dim=1), self.descriptor_head(features)
+        parts = DetectorParts(blocks=list(self.blocks), pools=list(self.pools), orientation_conv=self.orientation_conv,
+                              score_head=self.score_head, descriptor_head=self.descriptor_head,
+                              harris_skip=self.harris_skip, handcrafted=self.handcrafted,
+                              descriptor_image=self.descriptor_image)
+        return run_detector(parts, image, self.level_sizes(h, w))
 
 
 def export_network(module: Any) -> DetectorExport:

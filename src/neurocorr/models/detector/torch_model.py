@@ -27,7 +27,7 @@ parity-aware pooling below all commute with ``torch.rot90``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import kornia.feature as KF
@@ -199,35 +199,61 @@ class EquivariantDetector(nn.Module):
     def forward(self, image: torch.Tensor) -> DetectorOutput:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
-        h, w = image.shape[-2:]
-        invariant, hand, orientation = [], [], 0.0
-        for size in self.level_sizes(h, w):
-            level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False,
-                                                               antialias=True)
-            if self.handcrafted:
-                responses = handcrafted_responses(level, self.handcrafted)
-                level = torch.cat([level, responses], 1)
-                hand.append(responses if size == (h, w) else
-                            F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
-            x = self.block1(enn.GeometricTensor(level, self.in_type))
-            feats = [x]
-            x = self.block2(enn.GeometricTensor(antialiased_max_pool(x.tensor), x.type))
-            feats.append(x)
-            x = self.block3(enn.GeometricTensor(antialiased_max_pool(x.tensor), x.type))
-            feats.append(x)
-            for pool, f in zip(self.pools, feats):
-                invariant.append(F.interpolate(pool(f).tensor, size=(h, w), mode="bilinear", align_corners=False))
-            ori = self.orientation_conv(x).tensor
-            orientation = orientation + F.interpolate(ori, size=(h, w), mode="bilinear", align_corners=False)
-        features = torch.cat(invariant, dim=1)
-        logits = self.score_head(torch.cat([features, *hand], 1) if hand else features)
-        if self.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
-            logits = logits + self.harris_skip * hand[0][:, :1]
-        score = torch.sigmoid(logits)
-        if self.descriptor_image:
-            features = torch.cat([features, normalised_image(image, self.descriptor_image)], 1)
-        return DetectorOutput(score=score, orientation=torch.softmax(orientation, dim=1),
-                              features=self.descriptor_head(features))
+
+        def on_tensors(module: enn.EquivariantModule) -> Callable[[torch.Tensor], torch.Tensor]:
+            return lambda t: module(enn.GeometricTensor(t, module.in_type)).tensor
+
+        parts = DetectorParts(
+            blocks=[on_tensors(b.body) for b in (self.block1, self.block2, self.block3)],
+            pools=[on_tensors(p) for p in self.pools], orientation_conv=on_tensors(self.orientation_conv),
+            score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
+            handcrafted=self.handcrafted, descriptor_image=self.descriptor_image)
+        return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:])))
+
+
+class DetectorParts(NamedTuple):
+    """The pieces :func:`run_detector` composes, as functions of plain tensors: the e2cnn modules of
+    :class:`EquivariantDetector` (wrapped) or their exported plain-torch twins (``export.py``)."""
+
+    blocks: Sequence[Callable[[torch.Tensor], torch.Tensor]]
+    pools: Sequence[Callable[[torch.Tensor], torch.Tensor]]
+    orientation_conv: Callable[[torch.Tensor], torch.Tensor]
+    score_head: Callable[[torch.Tensor], torch.Tensor]
+    descriptor_head: Callable[[torch.Tensor], torch.Tensor]
+    harris_skip: Optional[torch.Tensor]
+    handcrafted: tuple[float, ...]
+    descriptor_image: tuple[float, ...]
+
+
+def run_detector(parts: DetectorParts, image: torch.Tensor,
+                 level_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The detector's forward pass (see the module docstring) on ``image`` ``(B, C, H, W)`` over the
+    pyramid ``level_sizes`` (the first the image's own): ``(score, orientation, features)`` as in
+    :class:`DetectorOutput`. One function for the network and its export, so they cannot drift apart."""
+    h, w = image.shape[-2:]
+    invariant, hand, orientation = [], [], None
+    for size in level_sizes:
+        level = image if tuple(size) == (h, w) else F.interpolate(image, size=size, mode="bilinear",
+                                                                  align_corners=False, antialias=True)
+        if parts.handcrafted:
+            responses = handcrafted_responses(level, parts.handcrafted)
+            level = torch.cat([level, responses], 1)
+            hand.append(responses if tuple(size) == (h, w) else
+                        F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
+        feats = [parts.blocks[0](level)]
+        feats.append(parts.blocks[1](antialiased_max_pool(feats[-1])))
+        feats.append(parts.blocks[2](antialiased_max_pool(feats[-1])))
+        for pool, f in zip(parts.pools, feats):
+            invariant.append(F.interpolate(pool(f), size=(h, w), mode="bilinear", align_corners=False))
+        ori = F.interpolate(parts.orientation_conv(feats[-1]), size=(h, w), mode="bilinear", align_corners=False)
+        orientation = ori if orientation is None else orientation + ori
+    features = torch.cat(invariant, dim=1)
+    logits = parts.score_head(torch.cat([features, *hand], 1) if hand else features)
+    if parts.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
+        logits = logits + parts.harris_skip * hand[0][:, :1]
+    if parts.descriptor_image:
+        features = torch.cat([features, normalised_image(image, parts.descriptor_image)], 1)
+    return torch.sigmoid(logits), torch.softmax(orientation, dim=1), parts.descriptor_head(features)
 
 
 def orientation_angle(distribution: torch.Tensor) -> torch.Tensor:
