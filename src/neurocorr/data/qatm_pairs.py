@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from neurocorr.data.formats.image import read_image
 from neurocorr.data.formats.template_pairs import TemplatePair, read_template_pairs
+from neurocorr.models.qatm.pairs import MILD_WARP, warped_pairs  # the model's own pair maker (qatm family)
 
 
 class PairItems(Dataset):
@@ -149,8 +150,6 @@ class WarpedValidationPairs(Dataset):
                  pairs_per_image: int = 8, scale: Sequence[float] = (0.7, 1.4), rotation: float = 20.0,
                  perspective: float = 0.15, seed: int = 0, set_name: str = "") -> None:
         self.crops = ImageCrops(images, template_size, context, scene_size, pairs_per_image, seed=seed + 1)
-        from neurocorr.models.qatm.pairs import MILD_WARP
-
         self.ranges = [(tuple(scale), float(rotation), float(perspective)), MILD_WARP]
         self.seed, self.set_name = int(seed), set_name
 
@@ -158,8 +157,6 @@ class WarpedValidationPairs(Dataset):
         return len(self.crops)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from neurocorr.models.qatm.pairs import warped_pairs  # the model's own pair maker
-
         crop = self.crops[i]["scene"]
         t, c = self.crops.t, self.crops.c
         with torch.random.fork_rng(devices=[]):
