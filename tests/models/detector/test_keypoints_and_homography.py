@@ -64,6 +64,23 @@ def test_pyramid_detection_keeps_one_keypoint_per_structure_at_its_best_scale() 
     assert torch.equal(kp_bare.xy, kp.xy) and torch.equal(kp_bare.angle, kp.angle)
 
 
+def test_pyramid_detection_reuses_levels_the_caller_has_run() -> None:
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blob = torch.exp(-((xs - 30) ** 2 + (ys - 34) ** 2) / (2 * 6.0**2))[None, None]
+    calls: list[tuple[int, ...]] = []
+    net = BlobNet()
+    net.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape)))
+    fresh, _, best = detect_pyramid(net, None, blob, [1.0, 0.5], top_k=5, threshold=0.5, border=2)
+    assert len(calls) == 2                                            # one run per level
+    levels = run_levels(net, blob, [1.0, 0.5])
+    calls.clear()
+    reused, _, best_reused = detect_pyramid(net, None, blob, [1.0, 0.5], top_k=5, threshold=0.5, border=2, levels=levels)
+    assert calls == []                                                # the network is not run again
+    assert torch.equal(reused.xy, fresh.xy) and torch.equal(best_reused, best)
+    with pytest.raises(ValueError, match="precomputed levels"):
+        detect_pyramid(net, None, blob, [1.0, 0.5], top_k=5, levels=levels[:1])
+
+
 def test_snap_to_finest_moves_points_onto_the_fine_peak_beside_them() -> None:
     fine = quadratic_peak(7.3, 6.8)
     # next to the peak; far from any; outside the map (an invalid slot of a padded top-k)

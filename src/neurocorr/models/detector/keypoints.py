@@ -162,7 +162,8 @@ def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], descr
 def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Optional[Describe], image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
                    border: int = 4, subpixel: bool | str = True, snap_finest: bool = False,
-                   scale_select: str = "score") -> tuple[Keypoints, Optional[torch.Tensor], torch.Tensor]:
+                   scale_select: str = "score", levels: Optional[Sequence[tuple[torch.Tensor, DetectorOutput]]] = None,
+                   ) -> tuple[Keypoints, Optional[torch.Tensor], torch.Tensor]:
     """Keypoints over an image pyramid with scale-space NMS.
 
     The network runs on ``image`` ``(B, C, H, W)`` resized by each of ``scales``; each score map is
@@ -175,13 +176,19 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Opti
     answers most (``"laplacian"``: the characteristic scale of Harris-Laplace and SIFT, see
     :func:`laplacian_levels`).
 
+    ``levels``: :func:`run_levels` of ``image`` at ``scales`` when the caller has them already (the
+    network is then not run again).
+
     Returns (keypoints, descriptors ``(B, K, D)`` or None when ``describe`` is None (a caller that
     describes the points itself, at several levels), the max-over-scales score map ``(B, 1, H, W)``).
     """
     h, w = image.shape[-2:]
     if scale_select not in SCALE_SELECTIONS:
         raise ValueError(f"scale_select must be one of {SCALE_SELECTIONS}, got {scale_select!r}")
-    levels = run_levels(net, image, scales)
+    if levels is None:
+        levels = run_levels(net, image, scales)
+    elif len(levels) != len(scales):
+        raise ValueError(f"detect_pyramid: {len(levels)} precomputed levels for {len(scales)} scales")
     outs = [out for _, out in levels]
     sizes = [tuple(level.shape[-2:]) for level, _ in levels]
     maps = [out.score if size == (h, w) else F.interpolate(out.score, size=(h, w), mode="bilinear", align_corners=False)

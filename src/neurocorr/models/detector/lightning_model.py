@@ -149,9 +149,11 @@ class DetectorModule(NeurocorrModule):
             desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
         else:
             describe = None if levels else self.descriptor  # described below at every level instead
+            described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
+            shared = [described[s] for s in self.scales] if all(s in described for s in self.scales) else None
             kp, desc, score = detect_pyramid(self.net, describe, image, self.scales, self.top_k, self.threshold,
                                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest,
-                                             self.scale_select)
+                                             self.scale_select, levels=shared)
         if levels:
             desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]))
         return kp, desc, score

@@ -114,7 +114,7 @@ class EquivariantBlock(nn.Module):
             enn.InnerBatchNorm(out_type),
             enn.ReLU(out_type, inplace=True),
         )
-        self.out_type = out_type
+        self.in_type, self.out_type = in_type, out_type
 
     def forward(self, x: enn.GeometricTensor) -> enn.GeometricTensor:
         return self.body(x)
@@ -200,11 +200,11 @@ class EquivariantDetector(nn.Module):
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
 
-        def on_tensors(module: enn.EquivariantModule) -> Callable[[torch.Tensor], torch.Tensor]:
+        def on_tensors(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:  # in_type -> GeometricTensor
             return lambda t: module(enn.GeometricTensor(t, module.in_type)).tensor
 
         parts = DetectorParts(
-            blocks=[on_tensors(b.body) for b in (self.block1, self.block2, self.block3)],
+            blocks=[on_tensors(b) for b in (self.block1, self.block2, self.block3)],
             pools=[on_tensors(p) for p in self.pools], orientation_conv=on_tensors(self.orientation_conv),
             score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
             handcrafted=self.handcrafted, descriptor_image=self.descriptor_image)
