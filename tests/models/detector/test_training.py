@@ -12,7 +12,8 @@ from neurocorr.errors import ConfigError
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views, photometric
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.lightning_model import DetectorModule
-from neurocorr.models.detector.loss import PeakyRepeatability, ScoreMapTriplet, hardest_in_batch_triplet
+from neurocorr.models.detector.loss import (IndexProposal, PeakyRepeatability, ScoreMapTriplet, hardest_in_batch_triplet,
+                                           window_soft_argmax)
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import warp_image
 
@@ -83,6 +84,47 @@ def test_peaky_loss_prefers_agreeing_sharp_maps() -> None:
     assert loss(flat, flat, flat, mask) > 0.9                          # saturated maps are not rewarded
     with pytest.raises(ConfigError, match="patch"):
         PeakyRepeatability(patch=2)
+
+
+def test_window_soft_argmax_finds_each_cells_peak_in_map_pixels() -> None:
+    score = torch.zeros(2, 1, 20, 17)                       # cropped to 2 x 2 cells of 8 px
+    score[0, 0, 5, 9] = 1.0                                 # cell (row 0, col 1)
+    score[1, 0, 12, 3] = 0.5                                # cell (row 1, col 0)
+    xy, top = window_soft_argmax(score, 8, temperature=0.01)
+    assert xy.shape == (2, 2, 2, 2) and top.shape == (2, 2, 2)
+    torch.testing.assert_close(xy[0, 0, 1], torch.tensor([9.0, 5.0]))
+    torch.testing.assert_close(xy[1, 1, 0], torch.tensor([3.0, 12.0]))
+    torch.testing.assert_close(xy[0, 1, 1], torch.tensor([11.5, 11.5]))  # a flat cell: its centre
+    assert top[0, 0, 1] == 1.0 and top[1, 1, 0] == 0.5 and top[0, 1, 0] == 0.0
+    with pytest.raises(ValueError, match="8-px window"):
+        window_soft_argmax(torch.zeros(1, 1, 6, 20), 8, 0.1)
+
+
+def test_index_proposal_wants_coinciding_sharp_peaks_and_has_gradients() -> None:
+    loss = IndexProposal(windows=(8, 16), temperature=0.02, peaky_weight=0.0)
+    mask = torch.ones(1, 1, 32, 32)
+    peaks = torch.zeros(1, 1, 32, 32)
+    peaks[..., 3::8, 5::8] = 1.0
+    assert loss(peaks, peaks, peaks, mask) < 1e-6
+    one_px, three_px = loss(peaks, peaks.roll(1, -1), peaks, mask), loss(peaks, peaks.roll(3, -1), peaks, mask)
+    assert 0 < one_px < three_px
+    outside = torch.zeros_like(mask)
+    outside[..., :16, :] = 1                                # the shifted half outside the mask: not counted
+    half = peaks.clone()
+    half[..., 16:, :] = peaks[..., 16:, :].roll(3, -1)
+    assert loss(peaks, half, peaks, outside) < 1e-6 < loss(peaks, half, peaks, mask)
+    anchor = torch.rand(1, 1, 16, 16, dtype=torch.float64, requires_grad=True)
+    # the cell weights are detached on purpose, so gradcheck the positions, and see the loss reach them
+    assert torch.autograd.gradcheck(lambda a: window_soft_argmax(a, 8, 0.5)[0], (anchor,))
+    IndexProposal(windows=(8,), temperature=0.5, peaky_weight=0.0)(anchor, torch.rand_like(anchor), anchor,
+                                                                   torch.ones_like(anchor)).backward()
+    assert torch.isfinite(anchor.grad).all() and anchor.grad.abs().sum() > 0
+    with_peaky = IndexProposal(windows=(8,), temperature=0.02, peaky_weight=1.0, patch=8)
+    flat = torch.full_like(peaks, 0.9)
+    assert with_peaky(flat, flat, flat, mask) > with_peaky(peaks, peaks, peaks, mask) + 0.5  # flat maps lose
+    for bad in ({"windows": []}, {"windows": [1]}, {"temperature": 0.0}):
+        with pytest.raises(ConfigError):
+            IndexProposal(**bad)
 
 
 def test_hardest_in_batch_triplet_takes_the_closest_wrong_descriptor() -> None:

@@ -14,6 +14,7 @@ score of another warped image of the batch, all compared inside a validity mask.
 from __future__ import annotations
 
 import functools
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -191,3 +192,64 @@ def hardest_in_batch_triplet(anchor: torch.Tensor, positive: torch.Tensor, valid
     ok = torch.isfinite(hardest)
     loss = F.relu(margin + positive_d - hardest.where(ok, positive_d + margin))
     return loss.mean()
+
+
+def window_soft_argmax(score: torch.Tensor, window: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-argmax of ``score`` ``(B, 1, H, W)`` in each non-overlapping ``window x window`` cell
+    (the map cropped to whole cells): ``(B, h, w, 2)`` positions (x, y) in px of the map, and
+    ``(B, h, w)`` the cell's maximum. ``softmax(score / temperature)`` weighs the pixels of a cell."""
+    b, _, height, width = score.shape
+    h, w = height // window, width // window
+    if h == 0 or w == 0:
+        raise ValueError(f"a {window}-px window needs maps of at least {window} px, got {height}x{width}")
+    cells = score[..., : h * window, : w * window].reshape(b, h, window, w, window).permute(0, 1, 3, 2, 4)
+    cells = cells.reshape(b, h, w, window * window)
+    prob = torch.softmax((cells if cells.dtype == torch.float64 else cells.float()) / temperature, dim=-1)
+    r = torch.arange(window, device=score.device, dtype=prob.dtype)
+    gy, gx = torch.meshgrid(r, r, indexing="ij")
+    offset = torch.stack([(prob * gx.flatten()).sum(-1), (prob * gy.flatten()).sum(-1)], -1)
+    corner = torch.stack(torch.meshgrid(torch.arange(w, device=score.device), torch.arange(h, device=score.device),
+                                        indexing="xy"), -1).to(prob.dtype) * window
+    return corner + offset, cells.amax(-1)
+
+
+class IndexProposal(nn.Module):
+    """Multi-scale index proposal (M-SIP), in the manner of Key.Net: in every cell of a grid of
+    ``window`` px, the soft-argmax of the warped view-1 map (``anchor``) and that of the view-2 map
+    (``positive``) must fall on the same point; ``forward(anchor, positive, negative, mask)`` -> scalar,
+    maps ``(B, 1, H, W)`` in one frame. Per window size: the squared distance of the two positions in
+    units of the window, weighted by the product of the two cells' maxima (detached: the weight chooses
+    the cells that hold keypoints, it is not a way to lower the loss), over cells wholly inside
+    ``mask``; averaged over the sizes. A flat map would put both positions at the cell centre, so
+    this term goes with a peakiness term (``peaky_weight`` x :class:`PeakyRepeatability`'s).
+
+    Args:
+        windows: cell sides (px). temperature: of the softmax over a cell's scores (scores in (0, 1)).
+        peaky_weight: weight of the R2D2 repeatability + peakiness term (0 = M-SIP alone).
+        patch: window of that term (px).
+    """
+
+    def __init__(self, windows: Sequence[int] = (8, 16, 24, 32), temperature: float = 0.02,
+                 peaky_weight: float = 1.0, patch: int = 16) -> None:
+        super().__init__()
+        if not windows or any(int(w) < 2 for w in windows):
+            raise ConfigError(f"loss.windows must be cell sides >= 2 px, got {list(windows)}")
+        if temperature <= 0:
+            raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
+        self.windows, self.temperature = tuple(int(w) for w in windows), float(temperature)
+        self.peaky_weight = float(peaky_weight)
+        self.peaky = PeakyRepeatability(patch=patch)
+
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        total = anchor.new_zeros(())
+        for window in self.windows:
+            xy_a, top_a = window_soft_argmax(anchor, window, self.temperature)
+            xy_p, top_p = window_soft_argmax(positive, window, self.temperature)
+            _, inside = window_soft_argmax(-mask, window, 1.0)  # -max(-mask) = min: the cell lies wholly inside
+            weight = (top_a * top_p).detach() * (-inside >= 0.999)
+            d2 = ((xy_a - xy_p) ** 2).sum(-1) / window**2
+            total = total + (weight * d2).sum() / weight.sum().clamp(min=1e-6)
+        total = total / len(self.windows)
+        if self.peaky_weight > 0:
+            total = total + self.peaky_weight * self.peaky(anchor, positive, negative, mask)
+        return total
