@@ -14,6 +14,7 @@ OPTIONS = {
     "plain": {},
     "handcrafted_skip": {"handcrafted": (0.0, 2.0), "harris_skip": 4.0},
     "descriptor_image": {"handcrafted": (1.0,), "descriptor_image": (0.0, 1.0)},
+    "bounded_residual": {"handcrafted": (0.0,), "harris_skip": 4.0, "score_residual": 0.5},
 }
 
 
@@ -21,6 +22,8 @@ OPTIONS = {
 def test_export_twin_equals_the_network(options: dict) -> None:
     torch.manual_seed(0)
     net = EquivariantDetector(group_order=4, layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, **options)
+    with torch.no_grad():
+        net.score_head[-1].weight.normal_()  # a trained head (the Harris skip starts it at zero)
     net.train()
     with torch.no_grad():
         net(torch.rand(2, 1, 33, 40))  # batch-norm statistics that are not the identity

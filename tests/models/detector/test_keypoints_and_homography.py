@@ -177,3 +177,27 @@ def test_harris_skip_makes_the_untrained_score_a_monotone_map_of_harris() -> Non
     torch.testing.assert_close(score, torch.sigmoid(4.0 * harris))
     with pytest.raises(ConfigError, match="harris_skip"):
         EquivariantDetector(harris_skip=4.0)
+
+
+def test_score_residual_bounds_what_the_head_adds_to_harris() -> None:
+    from neurocorr.errors import ConfigError
+    from neurocorr.models.detector.torch_model import EquivariantDetector, handcrafted_responses
+
+    torch.manual_seed(0)
+    kwargs = dict(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, handcrafted=(1.0,), harris_skip=4.0)
+    bounded, free = EquivariantDetector(score_residual=0.5, **kwargs), EquivariantDetector(**kwargs)
+    free.load_state_dict(bounded.state_dict())
+    for net in (bounded, free):
+        torch.nn.init.normal_(net.score_head[-1].weight, std=5.0)  # a head far from its zero start
+        torch.nn.init.constant_(net.score_head[-1].bias, 3.0)
+    image = torch.rand(1, 1, 40, 40)
+    harris = 4.0 * handcrafted_responses(image, (1.0,))[:, :1]
+    with torch.no_grad():
+        added = torch.logit(bounded.eval()(image).score.double()) - harris
+        added_free = torch.logit(free.eval()(image).score.double()) - harris
+    assert added.abs().max() <= 0.5 + 1e-4 and added_free.abs().max() > 1.0
+    # float32 sigmoids of large logits: the inverse is good to ~1e-3 there
+    torch.testing.assert_close(added, 0.5 * torch.tanh(added_free / 0.5), atol=2e-3, rtol=1e-3)
+    for bad in ({"score_residual": -1.0, **kwargs}, {"score_residual": 0.5}):
+        with pytest.raises(ConfigError, match="score_residual"):
+            EquivariantDetector(**bad)

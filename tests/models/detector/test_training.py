@@ -243,3 +243,20 @@ def test_validation_logs_repeatability_matching_and_their_mean() -> None:
         module.on_validation_epoch_end()
     rep, match = logged["val/rep_50_3px"], logged["val/match_acc"]
     assert 0 < rep <= 1 and 0 <= match <= 1 and abs(logged["val/rep_match"] - (rep + match) / 2) < 1e-6
+
+
+def test_the_index_proposal_loss_composes_and_trains_the_score(make_cfg, tmp_path) -> None:
+    from neurocorr.checkpoints import build_model
+    from tests.conftest import TINY_DATA
+
+    cfg = make_cfg("experiment=detector_photos_cpu", "loss=msip", "model.score_weight=1.0", "loss.windows=[8,16]",
+                   *TINY_DATA["textures"](tmp_path))
+    module = build_model(cfg.model)
+    assert isinstance(module.loss_fn, IndexProposal) and module.loss_fn.windows == (8, 16)
+    with module.step_rng():
+        batch = module.on_after_batch_transfer(crops(2, 48), 0)
+    losses = module.compute_loss(batch)
+    assert torch.isfinite(losses["loss"]) and losses["kp_loss"] > 0
+    losses["loss"].backward()
+    last = module.net.score_head[-1]  # starts at zero beside the Harris skip, and the loss reaches it
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0

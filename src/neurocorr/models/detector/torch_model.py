@@ -138,6 +138,9 @@ class EquivariantDetector(nn.Module):
             untrained detector then ranks points as Harris does, and training refines that (0 = off).
         descriptor_image: blur sigmas (px) of locally normalised copies of the image (``normalised_image``)
             given to the descriptor head beside the network's features (empty = none).
+        score_residual: with ``harris_skip``, the most (in logits) the learned head may add to the Harris
+            skip, as ``score_residual * tanh(head / score_residual)``: training may reshape the peaks
+            but can move the Harris ranking by this much at most (0 = unbounded).
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class EquivariantDetector(nn.Module):
         handcrafted: tuple[float, ...] = (),
         harris_skip: float = 0.0,
         descriptor_image: tuple[float, ...] = (),
+        score_residual: float = 0.0,
     ) -> None:
         super().__init__()
         if group_order < 1:
@@ -186,6 +190,9 @@ class EquivariantDetector(nn.Module):
         if harris_skip and not self.handcrafted:
             raise ConfigError("model.net.harris_skip needs model.net.handcrafted sigmas")
         self.harris_skip = nn.Parameter(torch.tensor(float(harris_skip))) if harris_skip else None
+        if score_residual < 0 or (score_residual and not harris_skip):
+            raise ConfigError(f"model.net.score_residual must be >= 0 and needs model.net.harris_skip, got {score_residual}")
+        self.score_residual = float(score_residual)
         if self.harris_skip is not None:
             last = self.score_head[-1] if isinstance(self.score_head, nn.Sequential) else self.score_head
             nn.init.zeros_(last.weight)
@@ -207,7 +214,7 @@ class EquivariantDetector(nn.Module):
             blocks=[on_tensors(b) for b in (self.block1, self.block2, self.block3)],
             pools=[on_tensors(p) for p in self.pools], orientation_conv=on_tensors(self.orientation_conv),
             score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
-            handcrafted=self.handcrafted, descriptor_image=self.descriptor_image)
+            handcrafted=self.handcrafted, descriptor_image=self.descriptor_image, score_residual=self.score_residual)
         return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:])))
 
 
@@ -223,6 +230,7 @@ class DetectorParts(NamedTuple):
     harris_skip: Optional[torch.Tensor]
     handcrafted: tuple[float, ...]
     descriptor_image: tuple[float, ...]
+    score_residual: float = 0.0
 
 
 def run_detector(parts: DetectorParts, image: torch.Tensor,
@@ -249,6 +257,8 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
         orientation = ori if orientation is None else orientation + ori
     features = torch.cat(invariant, dim=1)
     logits = parts.score_head(torch.cat([features, *hand], 1) if hand else features)
+    if parts.score_residual > 0:
+        logits = parts.score_residual * torch.tanh(logits / parts.score_residual)
     if parts.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
         logits = logits + parts.harris_skip * hand[0][:, :1]
     if parts.descriptor_image:
