@@ -245,8 +245,8 @@ class IndexProposal(nn.Module):
         for window in self.windows:
             xy_a, top_a = window_soft_argmax(anchor, window, self.temperature)
             xy_p, top_p = window_soft_argmax(positive, window, self.temperature)
-            _, inside = window_soft_argmax(-mask, window, 1.0)  # -max(-mask) = min: the cell lies wholly inside
-            weight = (top_a * top_p).detach() * (-inside >= 0.999)
+            inside = -F.max_pool2d(-mask, window)[:, 0] >= 0.999  # the cell's min: it lies wholly inside the mask
+            weight = (top_a * top_p).detach() * inside
             d2 = ((xy_a - xy_p) ** 2).sum(-1) / window**2
             total = total + (weight * d2).sum() / weight.sum().clamp(min=1e-6)
         total = total / len(self.windows)
