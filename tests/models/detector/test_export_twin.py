@@ -15,6 +15,7 @@ OPTIONS = {
     "handcrafted_skip": {"handcrafted": (0.0, 2.0), "harris_skip": 4.0},
     "descriptor_image": {"handcrafted": (1.0,), "descriptor_image": (0.0, 1.0)},
     "bounded_residual": {"handcrafted": (0.0,), "harris_skip": 4.0, "score_residual": 0.5},
+    "harris_log_input": {"handcrafted": (0.0,), "harris_skip": 4.0, "harris_log_input": True},
 }
 
 

@@ -38,6 +38,7 @@ class DetectorExport(nn.Module):
         self.score_head, self.descriptor_head = net.score_head, net.descriptor_head
         self.harris_skip = net.harris_skip
         self.score_residual = net.score_residual
+        self.harris_log_input = net.harris_log_input
         self.descriptor_image = net.descriptor_image
 
     def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -56,7 +57,8 @@ class DetectorExport(nn.Module):
         parts = DetectorParts(blocks=list(self.blocks), pools=list(self.pools), orientation_conv=self.orientation_conv,
                               score_head=self.score_head, descriptor_head=self.descriptor_head,
                               harris_skip=self.harris_skip, handcrafted=self.handcrafted,
-                              descriptor_image=self.descriptor_image, score_residual=self.score_residual)
+                              descriptor_image=self.descriptor_image, score_residual=self.score_residual,
+                              harris_log_input=self.harris_log_input)
         return run_detector(parts, image, self.level_sizes(h, w))
 
 

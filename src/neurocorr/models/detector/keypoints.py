@@ -76,6 +76,17 @@ def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int 
     return Keypoints(xy=xy, score=s, angle=keypoint_angles(orientation, xy), valid=valid)
 
 
+def rank_by(kp: Keypoints, score: torch.Tensor) -> Keypoints:
+    """``kp`` (found on another map) re-scored by ``score`` ``(B, 1, H, W)`` read at each keypoint's
+    pixel, and re-sorted by it (valid keypoints first)."""
+    if score.dim() != 4 or score.shape[1] != 1:
+        raise ValueError(f"rank_by expects a (B, 1, H, W) score map, got {tuple(score.shape)}")
+    s = sample_maps(score, kp.xy.round())[..., 0].to(kp.score.dtype)
+    order = torch.where(kp.valid, s, torch.full_like(s, float("-inf"))).argsort(dim=1, descending=True)
+    pick = lambda t: t.gather(1, order if t.dim() == 2 else order[..., None].expand_as(t))  # noqa: E731
+    return Keypoints(xy=pick(kp.xy), score=pick(s), angle=pick(kp.angle), valid=pick(kp.valid))
+
+
 Describe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -29,12 +29,17 @@ from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
 from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, describe_levels, detect_keypoints,
-                                                detect_pyramid, keypoint_angles, run_levels, sample_maps)
-from neurocorr.models.detector.loss import descriptor_triplet, hardest_in_batch_triplet, PeakyRepeatability
+                                                detect_pyramid, keypoint_angles, rank_by, run_levels, sample_maps,
+                                                score_peaks)
+from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
+                                            repeat_bce, repeat_targets)
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import homography_grid, warp_mask, warp_points
 from neurocorr.ops.peaks import running_max
+
+
+PEAK_SOURCES = ("score", "harris")
 
 
 class DetectorModule(NeurocorrModule):
@@ -48,6 +53,14 @@ class DetectorModule(NeurocorrModule):
             border suppression loss. score_weight: weight of both score-map terms (score loss and
             padding loss); 0 freezes the score (with ``net.harris_skip`` it stays the Harris ranking,
             its head's last layer at zero) and trains the orientation and the descriptor only.
+        peaks_from: where keypoint positions come from: ``score`` (the score map's peaks) or ``harris``
+            (the peaks of ``net.harris_score``, the untrained Harris score; the network's score then only
+            ranks them, read at each peak). ``harris`` needs ``net.harris_skip`` and one scale.
+        rank_weight, rank_sigma, rank_top_k, rank_candidates: the ranking loss (with ``peaks_from="harris"``):
+            the ``rank_candidates`` strongest Harris peaks of each view (the weak ones too, so that none of
+            them is left unlabelled to rise at test time) are labelled by how close the other view's
+            ``rank_top_k`` strongest peaks come to their warp (``loss.repeat_targets``, ``rank_sigma`` px),
+            and the score at them learns that by binary cross-entropy (``loss.repeat_bce``); 0 = off.
         warp, photometric: keyword ranges of :class:`WarpRanges` and :class:`Photometric`.
         border: px band (and erosion of the validity masks) left out of the loss.
         top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
@@ -71,7 +84,8 @@ class DetectorModule(NeurocorrModule):
     def __init__(
         self, *, net: EquivariantDetector, loss: Optional[nn.Module] = None, descriptor: Optional[PolarDescriptor] = None,
         desc_weight: float = 1.0, desc_margin: float = 1.0, desc_top_k: int = 64, desc_mining: str = "hardest",
-        ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, warp: Optional[Mapping[str, Any]] = None,
+        ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, peaks_from: str = "score",
+        rank_weight: float = 0.0, rank_sigma: float = 1.0, rank_top_k: int = 64, rank_candidates: int = 512, warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
@@ -92,6 +106,20 @@ class DetectorModule(NeurocorrModule):
         self.desc_weight, self.desc_margin, self.desc_top_k = desc_weight, desc_margin, desc_top_k
         self.desc_mining, self.ori_weight, self.pad_weight = desc_mining, ori_weight, pad_weight
         self.score_weight = float(score_weight)
+        if peaks_from not in PEAK_SOURCES:
+            raise ConfigError(f"model.peaks_from must be one of {PEAK_SOURCES}, got {peaks_from!r}")
+        if peaks_from == "harris" and net.harris_skip is None:
+            raise ConfigError("model.peaks_from=harris needs model.net.harris_skip > 0 (and model.net.handcrafted)")
+        if peaks_from == "harris" and [float(x) for x in scales] != [1.0]:
+            raise ConfigError(f"model.peaks_from=harris detects at one scale: set model.scales=[1.0], got {list(scales)}")
+        if rank_weight < 0 or (rank_weight > 0 and peaks_from != "harris"):
+            raise ConfigError(f"model.rank_weight must be >= 0 and needs model.peaks_from=harris (the ranking loss "
+                              f"trains the score that ranks fixed Harris peaks), got {rank_weight}, {peaks_from!r}")
+        if rank_sigma <= 0 or rank_top_k < 1 or rank_candidates < rank_top_k:
+            raise ConfigError(f"model.rank_sigma must be > 0 px and 1 <= model.rank_top_k <= model.rank_candidates, got "
+                              f"{rank_sigma}, {rank_top_k}, {rank_candidates}")
+        self.peaks_from, self.rank_weight = peaks_from, float(rank_weight)
+        self.rank_sigma, self.rank_top_k, self.rank_candidates = float(rank_sigma), int(rank_top_k), int(rank_candidates)
         self.warp_ranges = WarpRanges(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (warp or {}).items()})
         self.photometric = Photometric(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
                                           for k, v in (photometric or {}).items()})
@@ -143,8 +171,11 @@ class DetectorModule(NeurocorrModule):
         if self.scales == [1.0]:
             full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
             out = full[0] if full else self.net(image)
-            kp = detect_keypoints(out.score, out.orientation, self.top_k, self.threshold, self.nms_window,
+            where = self.net.harris_score(image) if self.peaks_from == "harris" else out.score
+            kp = detect_keypoints(where, out.orientation, self.top_k, self.threshold, self.nms_window,
                                   self.detect_border, self.subpixel)
+            if self.peaks_from == "harris":
+                kp = rank_by(kp, out.score)
             score = out.score
             desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
         else:
@@ -200,12 +231,18 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError("the detector's losses need data.batch_size >= 2 (negatives come from the batch)")
         out1, out2 = self.net(image1), self.net(image2)
         keep1, keep2 = self._eroded(batch["mask1"]), self._eroded(batch["mask2"])
+        if self.peaks_from == "harris":  # fixed positions; the score only ranks them
+            where1, where2 = self.net.harris_score(image1).detach(), self.net.harris_score(image2).detach()
+        else:
+            where1, where2 = out1.score.detach(), out2.score.detach()
         result: dict[str, torch.Tensor] = {}
         loss = out1.score.new_zeros(())
         if self.score_weight > 0:
             loss = loss + self.score_weight * self._score_losses(out1.score, out2.score, H, keep1, keep2, result)
+        if self.rank_weight > 0:
+            loss = loss + self.rank_weight * self._rank_loss(out1.score, out2.score, where1, where2, H, keep1, keep2, result)
         if self.desc_weight > 0 or self.ori_weight > 0:
-            loss = loss + self._descriptor_losses(out1, out2, H, keep1, keep2, result)
+            loss = loss + self._descriptor_losses(out1, out2, where1, H, keep1, keep2, result)
         result["loss"] = loss
         return result
 
@@ -226,9 +263,32 @@ class DetectorModule(NeurocorrModule):
         result["pad_loss"] = pad_loss
         return kp_loss + self.pad_weight * pad_loss
 
-    def _descriptor_losses(self, out1: Any, out2: Any, H: torch.Tensor, keep1: torch.Tensor, keep2: torch.Tensor,
-                           result: dict[str, torch.Tensor]) -> torch.Tensor:
-        score1 = out1.score.detach() * keep1
+    def _rank_loss(self, score1: torch.Tensor, score2: torch.Tensor, where1: torch.Tensor, where2: torch.Tensor,
+                   H: torch.Tensor, keep1: torch.Tensor, keep2: torch.Tensor, result: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Repeat BCE of the scores ``(B, 1, H, W)`` at the ``rank_candidates`` peaks of each view's position
+        map ``where*`` (inside its mask, 2 px clear of the mask's edge, whose cut makes false peaks), each
+        labelled by the nearest of the other view's ``rank_top_k`` strongest peaks (``loss.repeat_targets``),
+        in both directions."""
+        H_inv = torch.linalg.inv(H.double()).to(H.dtype)
+        views = []
+        for where, keep in ((where1, keep1), (where2, keep2)):
+            xy, _, valid = score_peaks(where * keep, self.rank_candidates, 0.0, self.nms_window, self.border, self.subpixel)
+            inner = -running_max(running_max(-keep, 5, -1), 5, -2)
+            valid = valid & (sample_maps(inner, xy)[..., 0] > 0.999)
+            views.append((xy, valid, valid & (valid.cumsum(1) <= self.rank_top_k)))  # peaks come sorted by strength
+        (xy1, valid1, top1), (xy2, valid2, top2) = views
+        seen1 = valid1 & (sample_maps(keep2, warp_points(xy1, H))[..., 0] > 0.999)
+        seen2 = valid2 & (sample_maps(keep1, warp_points(xy2, H_inv))[..., 0] > 0.999)
+        target1 = repeat_targets(xy1, xy2, top2, H, self.rank_sigma)
+        target2 = repeat_targets(xy2, xy1, top1, H_inv, self.rank_sigma)
+        at1, at2 = sample_maps(score1, xy1.round())[..., 0], sample_maps(score2, xy2.round())[..., 0]
+        rank_loss = repeat_bce(torch.cat([at1, at2], 1), torch.cat([target1, target2], 1), torch.cat([seen1, seen2], 1))
+        result["rank_loss"] = rank_loss
+        return rank_loss
+
+    def _descriptor_losses(self, out1: Any, out2: Any, where1: torch.Tensor, H: torch.Tensor, keep1: torch.Tensor,
+                           keep2: torch.Tensor, result: dict[str, torch.Tensor]) -> torch.Tensor:
+        score1 = where1 * keep1
         kp = detect_keypoints(score1, out1.orientation, self.desc_top_k, 0.0, self.nms_window, self.border)
         xy2 = warp_points(kp.xy, H)
         valid = kp.valid & (sample_maps(keep2, xy2)[..., 0] > 0.999) & (sample_maps(keep1, kp.xy)[..., 0] > 0.999)

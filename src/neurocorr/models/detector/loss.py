@@ -22,6 +22,7 @@ from kornia.filters import get_gaussian_kernel1d
 from torch import nn
 
 from neurocorr.errors import ConfigError
+from neurocorr.ops.geometry import warp_points
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -253,3 +254,36 @@ class IndexProposal(nn.Module):
         if self.peaky_weight > 0:
             total = total + self.peaky_weight * self.peaky(anchor, positive, negative, mask)
         return total
+
+
+def repeat_targets(xy: torch.Tensor, xy_other: torch.Tensor, valid_other: torch.Tensor, H: torch.Tensor,
+                   sigma: float = 1.0) -> torch.Tensor:
+    """How well each keypoint repeats in the other view, in [0, 1]: ``exp(-d^2 / (2 sigma^2))`` where
+    ``d`` (px) is the distance from the warp ``H`` ``(B, 3, 3)`` of ``xy`` ``(B, K, 2)`` to the nearest
+    valid keypoint of ``xy_other`` ``(B, M, 2)`` (``valid_other`` ``(B, M)`` bool); 0 when there is none.
+    ``sigma`` (px) > 0. Returns ``(B, K)``, no gradient (these are labels)."""
+    if sigma <= 0:
+        raise ConfigError(f"the repeat target's sigma must be > 0 px, got {sigma}")
+    if xy.dim() != 3 or xy_other.dim() != 3 or valid_other.shape != xy_other.shape[:2] or H.shape[-2:] != (3, 3):
+        raise ValueError(f"repeat_targets: xy (B, K, 2), xy_other (B, M, 2), valid_other (B, M), H (B, 3, 3); got "
+                         f"{tuple(xy.shape)}, {tuple(xy_other.shape)}, {tuple(valid_other.shape)}, {tuple(H.shape)}")
+    with torch.no_grad():
+        warped = warp_points(xy.double(), H.double())
+        d = torch.cdist(warped, xy_other.double()).masked_fill(~valid_other[:, None, :], float("inf"))
+        nearest = d.min(-1).values if d.shape[-1] else torch.full(xy.shape[:2], float("inf"), dtype=d.dtype, device=d.device)
+        return torch.exp(-nearest.square() / (2 * sigma * sigma)).to(xy.dtype)
+
+
+def repeat_bce(score: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Binary cross-entropy of keypoint scores ``(B, K)`` in (0, 1) against repeat targets ``(B, K)`` in
+    [0, 1] (:func:`repeat_targets`), averaged over ``valid`` ``(B, K)``: the score learns the probability
+    that a keypoint is found again in another view, over the whole image, which is what ranking the
+    best N by score asks of it. Computed in float32 (safe under autocast)."""
+    if score.shape != target.shape or score.shape != valid.shape:
+        raise ValueError(f"repeat_bce: score, target and valid must share a shape, got {tuple(score.shape)}, "
+                         f"{tuple(target.shape)}, {tuple(valid.shape)}")
+    p = score.float().clamp(eps, 1 - eps)
+    t = target.float()
+    loss = -(t * p.log() + (1 - t) * (1 - p).log())
+    v = valid.to(loss.dtype)
+    return (loss * v).sum() / v.sum().clamp(min=1)

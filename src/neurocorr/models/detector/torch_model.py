@@ -138,6 +138,10 @@ class EquivariantDetector(nn.Module):
             untrained detector then ranks points as Harris does, and training refines that (0 = off).
         descriptor_image: blur sigmas (px) of locally normalised copies of the image (``normalised_image``)
             given to the descriptor head beside the network's features (empty = none).
+        harris_log_input: with ``handcrafted``, the score head also sees ``log(1 + |Harris|)`` of the
+            full-resolution image (Harris over its mean absolute value): the squashed responses flatten
+            strong corners together (x / (1 + x) is within 1 % of 1 for every x > 100), so without it the
+            head cannot tell which of them is the stronger when it learns to rank them.
         score_residual: with ``harris_skip``, the most (in logits) the learned head may add to the Harris
             skip, as ``score_residual * tanh(head / score_residual)``: training may reshape the peaks
             but can move the Harris ranking by this much at most (0 = unbounded).
@@ -159,6 +163,7 @@ class EquivariantDetector(nn.Module):
         harris_skip: float = 0.0,
         descriptor_image: tuple[float, ...] = (),
         score_residual: float = 0.0,
+        harris_log_input: bool = False,
     ) -> None:
         super().__init__()
         if group_order < 1:
@@ -179,7 +184,10 @@ class EquivariantDetector(nn.Module):
         self.pools = nn.ModuleList([enn.GroupPooling(t) for t in types])
         self.orientation_conv = enn.R2Conv(types[2], enn.FieldType(gspace, [gspace.regular_repr]), 3, padding=1)
         invariant = (layer_1 + layer_2 + layer_3) * pyramid_levels
-        head_in = invariant + n_hand * pyramid_levels
+        if harris_log_input and not self.handcrafted:
+            raise ConfigError("model.net.harris_log_input needs model.net.handcrafted sigmas")
+        self.harris_log_input = bool(harris_log_input)
+        head_in = invariant + n_hand * pyramid_levels + int(self.harris_log_input)
         if head_hidden > 0:
             self.score_head = nn.Sequential(nn.Conv2d(head_in, head_hidden, 1), nn.ReLU(inplace=True),
                                             nn.Conv2d(head_hidden, 1, 1))
@@ -190,6 +198,7 @@ class EquivariantDetector(nn.Module):
         if harris_skip and not self.handcrafted:
             raise ConfigError("model.net.harris_skip needs model.net.handcrafted sigmas")
         self.harris_skip = nn.Parameter(torch.tensor(float(harris_skip))) if harris_skip else None
+        self.harris_skip_init = float(harris_skip)  # fixed: the scale of :meth:`harris_score`
         if score_residual < 0 or (score_residual and not harris_skip):
             raise ConfigError(f"model.net.score_residual must be >= 0 and needs model.net.harris_skip, got {score_residual}")
         self.score_residual = float(score_residual)
@@ -203,6 +212,18 @@ class EquivariantDetector(nn.Module):
         return [(max(8, round(height * self.pyramid_scale**level)), max(8, round(width * self.pyramid_scale**level)))
                 for level in range(self.pyramid_levels)]
 
+    def harris_score(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` in (0, 1): the untrained score, ``sigmoid(harris_skip x Harris)`` of the
+        full-resolution input (the skip's first handcrafted response at its *initial* weight), whatever
+        the head has learned. Keypoint positions found on it do not move when training reshapes the score
+        (``DetectorModule(peaks_from="harris")``: the learned score then only ranks them)."""
+        if self.harris_skip is None:
+            raise ConfigError("harris_score needs model.net.harris_skip (and handcrafted sigmas)")
+        if image.dim() != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
+        response = handcrafted_responses(image, self.handcrafted[:1])[:, :1]
+        return torch.sigmoid(self.harris_skip_init * response)
+
     def forward(self, image: torch.Tensor) -> DetectorOutput:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
@@ -214,7 +235,8 @@ class EquivariantDetector(nn.Module):
             blocks=[on_tensors(b) for b in (self.block1, self.block2, self.block3)],
             pools=[on_tensors(p) for p in self.pools], orientation_conv=on_tensors(self.orientation_conv),
             score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
-            handcrafted=self.handcrafted, descriptor_image=self.descriptor_image, score_residual=self.score_residual)
+            handcrafted=self.handcrafted, descriptor_image=self.descriptor_image, score_residual=self.score_residual,
+            harris_log_input=self.harris_log_input)
         return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:])))
 
 
@@ -231,6 +253,7 @@ class DetectorParts(NamedTuple):
     handcrafted: tuple[float, ...]
     descriptor_image: tuple[float, ...]
     score_residual: float = 0.0
+    harris_log_input: bool = False
 
 
 def run_detector(parts: DetectorParts, image: torch.Tensor,
@@ -256,7 +279,10 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
         ori = F.interpolate(parts.orientation_conv(feats[-1]), size=(h, w), mode="bilinear", align_corners=False)
         orientation = ori if orientation is None else orientation + ori
     features = torch.cat(invariant, dim=1)
-    logits = parts.score_head(torch.cat([features, *hand], 1) if hand else features)
+    head_in = [features, *hand]
+    if parts.harris_log_input:  # log(1 + |x|) of the squashed s = x / (1 + |x|): -log(1 - |s|)
+        head_in.append(-torch.log1p(-hand[0][:, :1].abs().clamp(max=1 - 1e-6)))
+    logits = parts.score_head(torch.cat(head_in, 1) if len(head_in) > 1 else features)
     if parts.score_residual > 0:
         logits = parts.score_residual * torch.tanh(logits / parts.score_residual)
     if parts.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma

@@ -1,0 +1,217 @@
+"""Fixed Harris positions ranked by a learned score: the repeat targets and their cross-entropy,
+``rank_by``, ``harris_score``, ``peaks_from="harris"`` in detection and training, and bad values."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurocorr.errors import ConfigError
+from neurocorr.models.detector.descriptor import PolarDescriptor
+from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, rank_by
+from neurocorr.models.detector.lightning_model import DetectorModule
+from neurocorr.models.detector.loss import repeat_bce, repeat_targets
+from neurocorr.models.detector.torch_model import EquivariantDetector, handcrafted_responses
+from tests.models.detector.test_training import crops
+
+
+def shift(dx: float, dy: float) -> torch.Tensor:
+    return torch.tensor([[[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]]])
+
+
+def ranked_net(**kwargs) -> EquivariantDetector:
+    return EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, head_hidden=4, descriptor_channels=4,
+                               handcrafted=(0.0,), harris_skip=4.0, **kwargs)
+
+
+def ranked_module(net: EquivariantDetector | None = None, **kwargs) -> DetectorModule:
+    kwargs = {"score_weight": 0.0, "peaks_from": "harris", "rank_weight": 1.0, "rank_top_k": 16, "rank_candidates": 64, **kwargs}
+    return DetectorModule(net=net or ranked_net(), descriptor=PolarDescriptor((2.0, 4.0), 4), desc_top_k=8,
+                          optimizer=functools.partial(torch.optim.AdamW, lr=1e-2), **kwargs)
+
+
+def randomise_head(net: EquivariantDetector) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.score_head.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+
+
+def test_repeat_targets_are_one_where_the_warp_lands_on_a_peak_and_fall_with_distance() -> None:
+    xy = torch.tensor([[[10.0, 10.0], [20.0, 5.0], [30.0, 30.0]]])
+    other = torch.tensor([[[12.0, 10.0], [22.0, 6.0], [100.0, 100.0]]])
+    t = repeat_targets(xy, other, torch.ones(1, 3, dtype=torch.bool), shift(2.0, 0.0), sigma=1.0)
+    assert t.shape == (1, 3)
+    torch.testing.assert_close(t[0, :2], torch.tensor([1.0, math.exp(-0.5)]))
+    assert t[0, 2] < 1e-6                                               # nothing repeats it
+    wider = repeat_targets(xy, other, torch.ones(1, 3, dtype=torch.bool), shift(2.0, 0.0), sigma=2.0)
+    assert wider[0, 1] > t[0, 1]                                        # a wider sigma forgives more
+    none = repeat_targets(xy, other, torch.zeros(1, 3, dtype=torch.bool), shift(2.0, 0.0))
+    assert torch.equal(none, torch.zeros(1, 3))                         # invalid peaks do not count
+
+
+def test_repeat_targets_and_bce_reject_bad_values() -> None:
+    xy = torch.zeros(1, 2, 2)
+    with pytest.raises(ConfigError, match="sigma"):
+        repeat_targets(xy, xy, torch.ones(1, 2, dtype=torch.bool), shift(0, 0), sigma=0.0)
+    with pytest.raises(ValueError, match="xy_other"):
+        repeat_targets(xy, xy[0], torch.ones(1, 2, dtype=torch.bool), shift(0, 0))
+    with pytest.raises(ValueError, match="share a shape"):
+        repeat_bce(torch.rand(1, 3), torch.rand(1, 2), torch.ones(1, 3, dtype=torch.bool))
+
+
+def test_repeat_bce_is_the_cross_entropy_over_valid_points_and_pulls_scores_to_the_targets() -> None:
+    score = torch.tensor([[0.9, 0.2, 0.6, 0.5]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 0.3, 0.7]])
+    valid = torch.tensor([[True, True, True, False]])
+    loss = repeat_bce(score, target, valid)
+    expected = F.binary_cross_entropy(score[:, :3], target[:, :3])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert score.grad[0, 3] == 0                                        # the invalid point is left alone
+    assert score.grad[0, 0] < 0 and score.grad[0, 1] > 0 and score.grad[0, 2] > 0  # towards 1, 0, 0.3
+
+
+def test_rank_by_rescores_at_the_keypoint_pixel_and_resorts_valid_points_first() -> None:
+    xy = torch.tensor([[[1.2, 1.0], [3.0, 2.0], [0.0, 0.0], [2.0, 3.4]]])
+    kp = Keypoints(xy=xy, score=torch.tensor([[0.9, 0.8, 0.7, 0.0]]), angle=torch.tensor([[0.1, 0.2, 0.3, 0.4]]),
+                   valid=torch.tensor([[True, True, True, False]]))
+    score = torch.zeros(1, 1, 5, 5)
+    score[0, 0, 1, 1], score[0, 0, 2, 3], score[0, 0, 0, 0], score[0, 0, 3, 2] = 0.2, 0.6, 0.4, 0.99
+    ranked = rank_by(kp, score)
+    torch.testing.assert_close(ranked.score, torch.tensor([[0.6, 0.4, 0.2, 0.99]]))  # the invalid one last
+    torch.testing.assert_close(ranked.xy[0, :3], xy[0, [1, 2, 0]])
+    torch.testing.assert_close(ranked.angle, torch.tensor([[0.2, 0.3, 0.1, 0.4]]))
+    assert ranked.valid.tolist() == [[True, True, True, False]]
+    with pytest.raises(ValueError, match="score map"):
+        rank_by(kp, score[0])
+
+
+def test_harris_score_is_the_untrained_score_and_does_not_move_when_the_head_trains() -> None:
+    torch.manual_seed(0)
+    net = ranked_net().eval()
+    image = crops(2, 40)["image"].float() / 255
+    with torch.no_grad():
+        untrained, fixed = net(image).score, net.harris_score(image)
+        torch.testing.assert_close(fixed, untrained)
+        torch.testing.assert_close(fixed, torch.sigmoid(4.0 * handcrafted_responses(image, (0.0,))[:, :1]))
+        randomise_head(net)
+        net.harris_skip.fill_(7.0)
+        assert not torch.allclose(net(image).score, untrained)          # the score changed ...
+        torch.testing.assert_close(net.harris_score(image), fixed)      # ... the positions map did not
+    with pytest.raises(ConfigError, match="harris_skip"):
+        EquivariantDetector(layer_1=1, layer_2=1, layer_3=1).harris_score(image)
+
+
+def test_peaks_from_harris_keeps_harris_positions_and_ranks_them_by_the_score() -> None:
+    torch.manual_seed(0)
+    net = ranked_net()
+    randomise_head(net)
+    module = ranked_module(net).eval()
+    image = crops(1, 48)["image"].float() / 255
+    with torch.no_grad():
+        kp, desc, score = module.detect(image)
+        harris = detect_keypoints(net.harris_score(image), net(image).orientation, module.top_k, 0.0, module.nms_window,
+                                  module.detect_border, module.subpixel)
+    n = int(kp.valid.sum())
+    assert n == int(harris.valid.sum()) > 10 and desc.shape[:2] == kp.xy.shape[:2]
+    same = torch.cdist(kp.xy[0, :n], harris.xy[0, :n], compute_mode="donot_use_mm_for_euclid_dist").min(1).values
+    assert same.max() < 1e-6                                            # the same positions ...
+    assert not torch.equal(kp.xy[0, :n], harris.xy[0, :n])              # ... in another order
+    assert torch.all(kp.score[0, :n - 1] >= kp.score[0, 1:n])
+    pixel = kp.xy[0, :n].round().long()
+    torch.testing.assert_close(kp.score[0, :n], score[0, 0, pixel[:, 1], pixel[:, 0]])
+
+
+def test_the_ranking_loss_trains_the_score_head_and_leaves_the_positions() -> None:
+    torch.manual_seed(0)
+    module = ranked_module()
+    batch = module.on_after_batch_transfer(crops(3, 48), 0)
+    image = batch["image1"]
+    with torch.no_grad():
+        before = module.net.harris_score(image)
+    head = [p.detach().clone() for p in module.net.score_head.parameters()]
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    for _ in range(3):
+        losses = module.compute_loss(batch)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert torch.isfinite(losses["rank_loss"]) and losses["rank_loss"] > 0 and "kp_loss" not in losses
+    assert not all(torch.equal(a, b) for a, b in zip(head, module.net.score_head.parameters()))
+    with torch.no_grad():
+        torch.testing.assert_close(module.net.harris_score(image), before)
+
+
+def test_the_ranking_loss_lowers_the_score_of_points_that_do_not_repeat() -> None:
+    # view 2 is noise unrelated to view 1: no view-1 peak repeats, so every target is 0 and the
+    # learned score at the peaks must fall
+    torch.manual_seed(0)
+    module = ranked_module(desc_weight=0.0, ori_weight=0.0)
+    batch = module.on_after_batch_transfer(crops(2, 48), 0)
+    batch["image2"] = torch.rand_like(batch["image2"])
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
+    first = None
+    for _ in range(15):
+        loss = module.compute_loss(batch)["rank_loss"]
+        first = float(loss) if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.7 * first
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"peaks_from": "corners"}, "peaks_from"),
+    ({"peaks_from": "score", "rank_weight": 1.0}, "rank_weight"),
+    ({"rank_weight": -1.0}, "rank_weight"),
+    ({"rank_sigma": 0.0}, "rank_sigma"),
+    ({"rank_top_k": 0}, "rank_top_k"),
+    ({"rank_top_k": 65}, "rank_candidates"),
+    ({"scales": [1.0, 0.5]}, "one scale"),
+])
+def test_ranking_options_reject_bad_values(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ranked_module(**kwargs)
+
+
+def test_peaks_from_harris_needs_the_harris_skip() -> None:
+    net = EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, head_hidden=4, descriptor_channels=4)
+    with pytest.raises(ConfigError, match="harris_skip"):
+        ranked_module(net)
+
+
+def test_the_ranking_options_compose_with_the_photos_experiment(make_cfg, tmp_path) -> None:
+    from neurocorr.checkpoints import build_model
+    from tests.conftest import TINY_DATA
+
+    cfg = make_cfg("experiment=detector_photos_cpu", "model.peaks_from=harris", "model.rank_weight=1.0",
+                   *TINY_DATA["textures"](tmp_path))
+    module = build_model(cfg.model)
+    assert module.peaks_from == "harris" and module.rank_weight == 1.0 and module.rank_sigma == 1.0
+    with module.step_rng():
+        batch = module.on_after_batch_transfer(crops(2, 48), 0)
+    losses = module.compute_loss(batch)
+    losses["loss"].backward()
+    last = module.net.score_head[-1]  # starts at zero beside the Harris skip, and the loss reaches it
+    assert losses["rank_loss"] > 0 and last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+
+
+def test_the_log_harris_input_tells_strong_corners_apart_and_needs_handcrafted_responses() -> None:
+    torch.manual_seed(0)
+    net = ranked_net(harris_log_input=True).eval()
+    assert net.score_head[0].in_channels == ranked_net().score_head[0].in_channels + 1
+    image = crops(1, 40)["image"].float() / 255
+    seen = {}
+    net.score_head.register_forward_hook(lambda module, args, out: seen.update(x=args[0]))
+    with torch.no_grad():
+        net(image)
+        x = handcrafted_responses(image, (0.0,))[:, :1] / (1 - handcrafted_responses(image, (0.0,))[:, :1].abs())
+    torch.testing.assert_close(seen["x"][:, -1:], torch.log1p(x.abs()), rtol=1e-3, atol=1e-4)
+    assert seen["x"][:, -1:].max() > 2 * seen["x"][:, -1:].median()     # not squashed flat at the top
+    with pytest.raises(ConfigError, match="harris_log_input"):
+        EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, harris_log_input=True)
