@@ -215,3 +215,10 @@ def test_the_log_harris_input_tells_strong_corners_apart_and_needs_handcrafted_r
     assert seen["x"][:, -1:].max() > 2 * seen["x"][:, -1:].median()     # not squashed flat at the top
     with pytest.raises(ConfigError, match="harris_log_input"):
         EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, harris_log_input=True)
+
+
+def test_the_export_says_where_keypoints_come_from() -> None:
+    from neurocorr.models.detector.export import preprocessing
+
+    assert preprocessing(ranked_module())["keypoints"].startswith("peaks of sigmoid(4 x Harris)")
+    assert preprocessing(ranked_module(peaks_from="score", rank_weight=0.0))["keypoints"] == "peaks of the score map, ranked by the score"
