@@ -31,6 +31,17 @@ def crops(n: int = 4, size: int = 40) -> dict[str, torch.Tensor]:
     return {"image": (smooth * 255).to(torch.uint8)}
 
 
+def train_steps(module: DetectorModule, batch: dict[str, torch.Tensor], steps: int, lr: float = 1e-2) -> dict[str, torch.Tensor]:
+    """``steps`` AdamW steps of ``module`` on one two-view ``batch``; the last step's losses."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+    for _ in range(steps):
+        losses = module.compute_loss(batch)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    return losses
+
+
 def test_views_are_seeded_by_the_step_and_leave_the_global_rng_alone() -> None:
     module = tiny_module()
     state = torch.get_rng_state()
@@ -196,12 +207,7 @@ def test_score_weight_zero_freezes_the_harris_score_and_trains_the_descriptor() 
     batch = module.on_after_batch_transfer(crops(3, 40), 0)
     head = [p.detach().clone() for p in net.score_head.parameters()] + [net.harris_skip.detach().clone()]
     desc_before = net.descriptor_head.weight.detach().clone()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2)
-    for _ in range(2):
-        losses = module.compute_loss(batch)
-        optimizer.zero_grad()
-        losses["loss"].backward()
-        optimizer.step()
+    losses = train_steps(module, batch, 2)
     assert "kp_loss" not in losses and "pad_loss" not in losses and "desc_loss" in losses
     after = list(net.score_head.parameters()) + [net.harris_skip]
     assert all(torch.equal(a, b) for a, b in zip(head, after))           # the score is untouched

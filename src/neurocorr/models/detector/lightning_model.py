@@ -7,7 +7,8 @@ positive = score(view 2); ``conf/loss/peaky_cosim.yaml`` or the SSIM/MSE triplet
 x the mean squared score on padding and the band along its edges (padding edges and image borders
 are not keypoints) + ``desc_weight`` x the descriptor triplet (hardest negative in the batch) at
 keypoints of view 1 and their warps + ``ori_weight`` x the disagreement of the orientation head
-with the rotation of the warp.
+with the rotation of the warp (+ ``rank_weight`` x the repeat cross-entropy of the score at fixed Harris
+peaks, with ``peaks_from="harris"``).
 
 Validation/test: fixed pairs with known homographies; the test scores this model and the classical
 baselines with the same code (``evaluation.py``).
