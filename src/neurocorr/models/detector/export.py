@@ -70,7 +70,7 @@ def export_network(module: Any) -> DetectorExport:
 def preprocessing(module: Any) -> dict[str, Any]:
     """What the file expects: float images in [0, 1], grey or RGB, no normalisation inside or outside."""
     channels = int(module.net.in_channels)
-    if getattr(module, "peaks_from", "score") == "harris":
+    if module.peaks_from == "harris":
         skip = module.net.harris_skip_init
         keypoints = (f"peaks of sigmoid({skip:g} x Harris) of the image (kornia harris_response, k = 0.04, over its mean "
                      f"absolute value, squashed as x / (1 + |x|)), ranked by the score at each peak's pixel")

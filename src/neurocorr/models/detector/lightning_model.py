@@ -37,7 +37,7 @@ from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_tripl
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import homography_grid, warp_mask, warp_points
-from neurocorr.ops.peaks import running_max
+from neurocorr.ops.peaks import square_max
 
 
 PEAK_SOURCES = ("score", "harris")
@@ -172,8 +172,7 @@ class DetectorModule(NeurocorrModule):
         if self.scales == [1.0]:
             full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
             out = full[0] if full else self.net(image)
-            where = self.net.harris_score(image) if self.peaks_from == "harris" else out.score
-            kp = detect_keypoints(where, out.orientation, self.top_k, self.threshold, self.nms_window,
+            kp = detect_keypoints(self.peak_map(image, out.score), out.orientation, self.top_k, self.threshold, self.nms_window,
                                   self.detect_border, self.subpixel)
             if self.peaks_from == "harris":
                 kp = rank_by(kp, out.score)
@@ -189,6 +188,11 @@ class DetectorModule(NeurocorrModule):
         if levels:
             desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]))
         return kp, desc, score
+
+    def peak_map(self, image: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The map ``(B, 1, H, W)`` keypoints are found on, for images ``(B, C, H, W)`` whose network score
+        is ``score``: that score, or with ``peaks_from="harris"`` the network's untrained Harris score."""
+        return self.net.harris_score(image) if self.peaks_from == "harris" else score
 
     def describe(self, image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
         """This model's descriptors of given points ``xy`` ``(B, K, 2)`` in images ``(B, C, H, W)``
@@ -223,8 +227,7 @@ class DetectorModule(NeurocorrModule):
         m = torch.zeros_like(mask)
         b = self.border
         m[..., b:-b, b:-b] = 1
-        k = 2 * b + 1  # a square min is a min over rows of a min over columns
-        return m * -running_max(running_max(-mask, k, -1), k, -2)
+        return m * -square_max(-mask, 2 * b + 1)
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         image1, image2, H = batch["image1"], batch["image2"], batch["H"].float()
@@ -232,16 +235,14 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError("the detector's losses need data.batch_size >= 2 (negatives come from the batch)")
         out1, out2 = self.net(image1), self.net(image2)
         keep1, keep2 = self._eroded(batch["mask1"]), self._eroded(batch["mask2"])
-        if self.peaks_from == "harris":  # fixed positions; the score only ranks them
-            where1, where2 = self.net.harris_score(image1).detach(), self.net.harris_score(image2).detach()
-        else:
-            where1, where2 = out1.score.detach(), out2.score.detach()
+        where1 = self.peak_map(image1, out1.score).detach()  # view 2's is only needed by the ranking loss
         result: dict[str, torch.Tensor] = {}
         loss = out1.score.new_zeros(())
         if self.score_weight > 0:
             loss = loss + self.score_weight * self._score_losses(out1.score, out2.score, H, keep1, keep2, result)
         if self.rank_weight > 0:
-            loss = loss + self.rank_weight * self._rank_loss(out1.score, out2.score, where1, where2, H, keep1, keep2, result)
+            loss = loss + self.rank_weight * self._rank_loss(out1.score, out2.score, where1,
+                                                             self.peak_map(image2, out2.score).detach(), H, keep1, keep2, result)
         if self.desc_weight > 0 or self.ori_weight > 0:
             loss = loss + self._descriptor_losses(out1, out2, where1, H, keep1, keep2, result)
         result["loss"] = loss
@@ -274,7 +275,7 @@ class DetectorModule(NeurocorrModule):
         views = []
         for where, keep in ((where1, keep1), (where2, keep2)):
             xy, _, valid = score_peaks(where * keep, self.rank_candidates, 0.0, self.nms_window, self.border, self.subpixel)
-            inner = -running_max(running_max(-keep, 5, -1), 5, -2)
+            inner = -square_max(-keep, 5)
             valid = valid & (sample_maps(inner, xy)[..., 0] > 0.999)
             views.append((xy, valid, valid & (valid.cumsum(1) <= self.rank_top_k)))  # peaks come sorted by strength
         (xy1, valid1, top1), (xy2, valid2, top2) = views

@@ -38,7 +38,7 @@ from e2cnn import nn as enn
 from torch import nn
 
 from neurocorr.errors import ConfigError
-from neurocorr.ops.peaks import running_max
+from neurocorr.ops.peaks import square_max
 
 
 class DetectorOutput(NamedTuple):
@@ -100,7 +100,7 @@ def normalised_image(image: torch.Tensor, blurs: tuple[float, ...], window: floa
 def antialiased_max_pool(x: torch.Tensor) -> torch.Tensor:
     """Max pool 3x3 (stride 1) then blur-subsample by 2: ``(B, C, H, W)`` -> ``(B, C, ceil(H/2), ceil(W/2))``.
     Pointwise over channels, so it keeps e2cnn regular fields equivariant."""
-    x = F.max_pool2d(x, 3, stride=1, padding=1) if torch.is_grad_enabled() else running_max(running_max(x, 3, -1), 3, -2)
+    x = F.max_pool2d(x, 3, stride=1, padding=1) if torch.is_grad_enabled() else square_max(x, 3)
     return _blur_stride2(_blur_stride2(x, 2), 3)
 
 
