@@ -16,6 +16,7 @@ OPTIONS = {
     "descriptor_image": {"handcrafted": (1.0,), "descriptor_image": (0.0, 1.0)},
     "bounded_residual": {"handcrafted": (0.0,), "harris_skip": 4.0, "score_residual": 0.5},
     "harris_log_input": {"handcrafted": (0.0,), "harris_skip": 4.0, "harris_log_input": True},
+    "log_skip": {"handcrafted": (0.0,), "harris_skip": 1.0, "harris_skip_form": "log", "score_residual": 0.5},
 }
 
 

@@ -15,7 +15,7 @@ from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, rank_by
 from neurocorr.models.detector.lightning_model import DetectorModule
 from neurocorr.models.detector.loss import repeat_bce, repeat_targets
-from neurocorr.models.detector.torch_model import EquivariantDetector, handcrafted_responses
+from neurocorr.models.detector.torch_model import EquivariantDetector, handcrafted_responses, squashed_to_log
 from tests.models.detector.test_training import crops, train_steps
 
 
@@ -211,3 +211,33 @@ def test_the_export_says_where_keypoints_come_from() -> None:
 
     assert preprocessing(ranked_module())["keypoints"].startswith("peaks of sigmoid(4 x Harris)")
     assert preprocessing(ranked_module(peaks_from="score", rank_weight=0.0))["keypoints"] == "peaks of the score map, ranked by the score"
+
+
+def test_squashed_to_log_inverts_the_squash() -> None:
+    x = torch.tensor([-1e4, -3.0, -0.5, 0.0, 0.5, 3.0, 1e4])
+    torch.testing.assert_close(squashed_to_log(x / (1 + x.abs())), torch.sign(x) * torch.log1p(x.abs()), rtol=1e-3, atol=1e-5)
+
+
+def test_the_log_skip_ranks_as_harris_untrained_and_a_bounded_head_reorders_only_near_equal_corners() -> None:
+    torch.manual_seed(0)
+    image = crops(1, 48)["image"].float() / 255
+    net = ranked_net(harris_skip_form="log", score_residual=0.5).eval()
+    with torch.no_grad():
+        net.harris_skip.fill_(1.0)
+        harris = net.harris_score(image).flatten()
+        untrained = net(image).score.flatten()
+        assert torch.equal(untrained.argsort(stable=True), harris.argsort(stable=True))  # the head starts at zero
+        randomise_head(net)
+        trained = net(image).score.flatten()
+    log_x = squashed_to_log(handcrafted_responses(image, (0.0,))[:, :1]).flatten()
+    i, j = torch.randint(0, log_x.numel(), (2, 20000), generator=torch.Generator().manual_seed(2))
+    apart = (log_x[i] - log_x[j]).abs() > 2 * 0.5 + 1e-3    # Harris ratios beyond exp(2 x bound)
+    close = ~apart & (log_x[i] != log_x[j])
+    kept = (trained[i] > trained[j]) == (log_x[i] > log_x[j])
+    assert apart.sum() > 1000 and kept[apart].all()         # never reordered
+    assert not kept[close].all()                            # the head does reorder near-equal ones
+
+
+def test_a_bad_harris_skip_form_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="harris_skip_form"):
+        ranked_net(harris_skip_form="linear")

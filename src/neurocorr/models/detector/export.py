@@ -39,6 +39,7 @@ class DetectorExport(nn.Module):
         self.harris_skip = net.harris_skip
         self.score_residual = net.score_residual
         self.harris_log_input = net.harris_log_input
+        self.harris_skip_form = net.harris_skip_form
         self.descriptor_image = net.descriptor_image
 
     def level_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -58,7 +59,7 @@ class DetectorExport(nn.Module):
                               score_head=self.score_head, descriptor_head=self.descriptor_head,
                               harris_skip=self.harris_skip, handcrafted=self.handcrafted,
                               descriptor_image=self.descriptor_image, score_residual=self.score_residual,
-                              harris_log_input=self.harris_log_input)
+                              harris_log_input=self.harris_log_input, harris_skip_form=self.harris_skip_form)
         return run_detector(parts, image, self.level_sizes(h, w))
 
 

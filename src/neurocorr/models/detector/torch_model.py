@@ -40,6 +40,8 @@ from torch import nn
 from neurocorr.errors import ConfigError
 from neurocorr.ops.peaks import square_max
 
+HARRIS_SKIP_FORMS = ("squashed", "log")
+
 
 class DetectorOutput(NamedTuple):
     """score: ``(B, 1, H, W)`` in (0, 1); orientation: ``(B, N, H, W)`` probabilities over the N
@@ -145,6 +147,12 @@ class EquivariantDetector(nn.Module):
         score_residual: with ``harris_skip``, the most (in logits) the learned head may add to the Harris
             skip, as ``score_residual * tanh(head / score_residual)``: training may reshape the peaks
             but can move the Harris ranking by this much at most (0 = unbounded).
+        harris_skip_form: what the skip adds, times its weight: ``squashed``, the Harris input ``s = x / (1 + |x|)``
+            (``x`` = Harris over its mean absolute value), in (-1, 1), so that strong corners differ by
+            hundredths of a logit and a bounded head reorders them all; or ``log``,
+            ``sign(x) log(1 + |x|)``, which keeps their ratios as logit differences, so a head bounded by
+            ``score_residual`` reorders only corners within ``exp(score_residual / weight)`` of each other
+            (with weight 1, ``sigmoid`` of it is the squashed response ``s`` itself for ``x > 0``).
     """
 
     def __init__(
@@ -164,6 +172,7 @@ class EquivariantDetector(nn.Module):
         descriptor_image: tuple[float, ...] = (),
         score_residual: float = 0.0,
         harris_log_input: bool = False,
+        harris_skip_form: str = "squashed",
     ) -> None:
         super().__init__()
         if group_order < 1:
@@ -202,6 +211,9 @@ class EquivariantDetector(nn.Module):
         if score_residual < 0 or (score_residual and not harris_skip):
             raise ConfigError(f"model.net.score_residual must be >= 0 and needs model.net.harris_skip, got {score_residual}")
         self.score_residual = float(score_residual)
+        if harris_skip_form not in HARRIS_SKIP_FORMS:
+            raise ConfigError(f"model.net.harris_skip_form must be one of {HARRIS_SKIP_FORMS}, got {harris_skip_form!r}")
+        self.harris_skip_form = harris_skip_form
         if self.harris_skip is not None:
             last = self.score_head[-1] if isinstance(self.score_head, nn.Sequential) else self.score_head
             nn.init.zeros_(last.weight)
@@ -236,7 +248,7 @@ class EquivariantDetector(nn.Module):
             pools=[on_tensors(p) for p in self.pools], orientation_conv=on_tensors(self.orientation_conv),
             score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
             handcrafted=self.handcrafted, descriptor_image=self.descriptor_image, score_residual=self.score_residual,
-            harris_log_input=self.harris_log_input)
+            harris_log_input=self.harris_log_input, harris_skip_form=self.harris_skip_form)
         return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:])))
 
 
@@ -254,6 +266,12 @@ class DetectorParts(NamedTuple):
     descriptor_image: tuple[float, ...]
     score_residual: float = 0.0
     harris_log_input: bool = False
+    harris_skip_form: str = "squashed"
+
+
+def squashed_to_log(s: torch.Tensor) -> torch.Tensor:
+    """``sign(x) log(1 + |x|)`` from the squashed ``s = x / (1 + |x|)`` (any shape): ``-sign(s) log(1 - |s|)``."""
+    return -torch.sign(s) * torch.log1p(-s.abs().clamp(max=1 - 1e-6))
 
 
 def run_detector(parts: DetectorParts, image: torch.Tensor,
@@ -281,12 +299,13 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
     features = torch.cat(invariant, dim=1)
     head_in = [features, *hand]
     if parts.harris_log_input:  # log(1 + |x|) of the squashed s = x / (1 + |x|): -log(1 - |s|)
-        head_in.append(-torch.log1p(-hand[0][:, :1].abs().clamp(max=1 - 1e-6)))
+        head_in.append(squashed_to_log(hand[0][:, :1]).abs())
     logits = parts.score_head(torch.cat(head_in, 1) if len(head_in) > 1 else features)
     if parts.score_residual > 0:
         logits = parts.score_residual * torch.tanh(logits / parts.score_residual)
     if parts.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
-        logits = logits + parts.harris_skip * hand[0][:, :1]
+        harris = hand[0][:, :1]
+        logits = logits + parts.harris_skip * (squashed_to_log(harris) if parts.harris_skip_form == "log" else harris)
     if parts.descriptor_image:
         features = torch.cat([features, normalised_image(image, parts.descriptor_image)], 1)
     return torch.sigmoid(logits), torch.softmax(orientation, dim=1), parts.descriptor_head(features)
