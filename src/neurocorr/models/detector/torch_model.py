@@ -151,8 +151,8 @@ class EquivariantDetector(nn.Module):
             (``x`` = Harris over its mean absolute value), in (-1, 1), so that strong corners differ by
             hundredths of a logit and a bounded head reorders them all; or ``log``,
             ``sign(x) log(1 + |x|)``, which keeps their ratios as logit differences, so a head bounded by
-            ``score_residual`` reorders only corners within ``exp(score_residual / weight)`` of each other
-            (with weight 1, ``sigmoid`` of it is the squashed response ``s`` itself for ``x > 0``).
+            ``score_residual`` reorders only corners whose ``1 + x`` are within a factor
+            ``exp(2 score_residual / weight)`` of each other.
     """
 
     def __init__(
@@ -298,7 +298,7 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
         orientation = ori if orientation is None else orientation + ori
     features = torch.cat(invariant, dim=1)
     head_in = [features, *hand]
-    if parts.harris_log_input:  # log(1 + |x|) of the squashed s = x / (1 + |x|): -log(1 - |s|)
+    if parts.harris_log_input:  # log(1 + |x|)
         head_in.append(squashed_to_log(hand[0][:, :1]).abs())
     logits = parts.score_head(torch.cat(head_in, 1) if len(head_in) > 1 else features)
     if parts.score_residual > 0:
