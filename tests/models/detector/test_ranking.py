@@ -1,5 +1,6 @@
-"""Fixed Harris positions ranked by a learned score: the repeat targets and their cross-entropy,
-``rank_by``, ``harris_score``, ``peaks_from="harris"`` in detection and training, and bad values."""
+"""Fixed Harris positions ranked by a learned score: the repeat targets and their cross-entropy, the match
+targets (``mutual_match_correct``), ``rank_by``, ``harris_score``, ``peaks_from="harris"`` in detection and
+training, and bad values."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from neurocorr.errors import ConfigError
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, rank_by
 from neurocorr.models.detector.lightning_model import DetectorModule
-from neurocorr.models.detector.loss import repeat_bce, repeat_targets
+from neurocorr.models.detector import lightning_model
+from neurocorr.models.detector.loss import mutual_match_correct, repeat_bce, repeat_targets
 from neurocorr.models.detector.torch_model import EquivariantDetector, handcrafted_responses, squashed_to_log
 from tests.models.detector.test_training import crops, train_steps
 
@@ -162,6 +164,7 @@ def test_the_ranking_loss_lowers_the_score_of_points_that_do_not_repeat() -> Non
     ({"rank_top_k": 0}, "rank_top_k"),
     ({"rank_top_k": 65}, "rank_candidates"),
     ({"scales": [1.0, 0.5]}, "one scale"),
+    ({"rank_target": "reliability"}, "rank_target"),
 ])
 def test_ranking_options_reject_bad_values(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -241,3 +244,70 @@ def test_the_log_skip_ranks_as_harris_untrained_and_a_bounded_head_reorders_only
 def test_a_bad_harris_skip_form_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="harris_skip_form"):
         ranked_net(harris_skip_form="linear")
+    with pytest.raises(ConfigError, match="harris_skip > 0"):
+        EquivariantDetector(layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, head_hidden=4, descriptor_channels=4,
+                            handcrafted=(0.0,), harris_skip=0.0, harris_skip_form="log")
+
+
+def test_mutual_match_correct_needs_a_mutual_nearest_neighbour_at_the_warp() -> None:
+    xy1 = torch.tensor([[[10.0, 10.0], [30.0, 12.0], [20.0, 40.0], [50.0, 50.0]]])
+    xy2 = xy1 + torch.tensor([3.0, -1.0])                                 # view 2 = view 1 shifted
+    H, valid = shift(3.0, -1.0), torch.ones(1, 4, dtype=torch.bool)
+    desc = torch.eye(4)[None]
+    ok1, ok2 = mutual_match_correct(desc, desc, valid, valid, xy1, xy2, H)
+    assert ok1.all() and ok2.all()                                        # every descriptor finds its own point
+    swapped = desc[:, [1, 0, 2, 3]]                                       # points 0 and 1 matched to each other
+    ok1, ok2 = mutual_match_correct(desc, swapped, valid, valid, xy1, xy2, H)
+    assert ok1.tolist() == [[False, False, True, True]] and ok2.tolist() == [[False, False, True, True]]
+    ok1, _ = mutual_match_correct(desc, desc, valid, valid, xy1, xy2, shift(6.5, -1.0), px=3.0)
+    assert not ok1.any()                                                  # matched, but 3.5 px off the warp
+    one_way = torch.stack([desc[0, 0], desc[0, 0], desc[0, 2], desc[0, 3]])[None]  # view 2's 0 and 1 look alike
+    ok1, ok2 = mutual_match_correct(desc, one_way, valid, valid, xy1, xy2, H)
+    assert not ok1[0, 1] and not ok2[0, 1] and ok1[0, 2:].all()           # point 1's nearest is not mutual
+    gone = valid.clone()
+    gone[0, 2] = False
+    ok1, ok2 = mutual_match_correct(desc, desc, valid, gone, xy1, xy2, H)
+    assert not ok1[0, 2] and not ok2[0, 2] and ok1[0, [0, 1, 3]].all()   # its correspondent does not take part
+
+
+def test_mutual_match_correct_rejects_bad_input() -> None:
+    desc, xy, valid = torch.eye(3)[None], torch.zeros(1, 3, 2), torch.ones(1, 3, dtype=torch.bool)
+    with pytest.raises(ConfigError, match="px"):
+        mutual_match_correct(desc, desc, valid, valid, xy, xy, shift(0, 0), px=0.0)
+    with pytest.raises(ValueError, match="desc2"):
+        mutual_match_correct(desc, desc[:, :, :2], valid, valid, xy, xy, shift(0, 0))
+    with pytest.raises(ValueError, match="valid"):
+        mutual_match_correct(desc, desc, valid[:, :2], valid, xy, xy, shift(0, 0))
+
+
+def test_the_match_target_is_the_repeat_target_where_the_descriptor_matches_and_zero_elsewhere(monkeypatch) -> None:
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy_targets(*args, **kwargs):
+        seen.setdefault("repeat", [])
+        seen["repeat"].append(repeat_targets(*args, **kwargs))
+        return seen["repeat"][-1]
+
+    def spy_match(*args, **kwargs):
+        seen["ok"] = mutual_match_correct(*args, **kwargs)
+        return seen["ok"]
+
+    def spy_bce(score, target, valid):
+        seen["target"] = target
+        return repeat_bce(score, target, valid)
+
+    for name, spy in (("repeat_targets", spy_targets), ("mutual_match_correct", spy_match), ("repeat_bce", spy_bce)):
+        monkeypatch.setattr(lightning_model, name, spy)
+    module = ranked_module(rank_target="match")
+    views = module.on_after_batch_transfer(crops(), 0)
+    same = {**views, "image2": views["image1"].clone(), "mask2": views["mask1"].clone(), "H": torch.eye(3).repeat(4, 1, 1)}
+    same["image2"][2:] = views["image1"][2:].flip(0)   # pairs 0, 1: one view twice (all match); 2, 3: two images
+    losses = module.compute_loss(same)
+    repeat, ok = torch.cat(seen["repeat"], 1), torch.cat(seen["ok"], 1)
+    torch.testing.assert_close(seen["target"], repeat * ok)
+    assert ok[:2].sum() > 10 * ok[2:].sum()           # one view twice matches; two images hardly ever do ...
+    assert ((repeat[2:] > 0.5) & ~ok[2:]).any()       # ... so their chance repeats are labelled 0
+    assert 0 < float(losses["rank_matched"]) < 1
+    seen.clear()
+    ranked_module(rank_target="repeat").compute_loss(same)
+    assert "ok" not in seen and torch.equal(seen["target"], torch.cat(seen["repeat"], 1))

@@ -33,7 +33,7 @@ from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, de
                                                 detect_pyramid, keypoint_angles, rank_by, run_levels, sample_maps,
                                                 score_peaks)
 from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
-                                            repeat_bce, repeat_targets)
+                                            mutual_match_correct, repeat_bce, repeat_targets)
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import homography_grid, warp_mask, warp_points
@@ -41,6 +41,7 @@ from neurocorr.ops.peaks import square_max
 
 
 PEAK_SOURCES = ("score", "harris")
+RANK_TARGETS = ("repeat", "match")
 
 
 class DetectorModule(NeurocorrModule):
@@ -62,6 +63,10 @@ class DetectorModule(NeurocorrModule):
             them is left unlabelled to rise at test time) are labelled by how close the other view's
             ``rank_top_k`` strongest peaks come to their warp (``loss.repeat_targets``, ``rank_sigma`` px),
             and the score at them learns that by binary cross-entropy (``loss.repeat_bce``); 0 = off.
+        rank_target: the ranking loss's label: ``repeat`` (how close the other view's peaks come) or ``match``
+            (that, times whether the peak's mutual nearest neighbour by descriptor among the other view's
+            candidates lies within ``match_threshold`` px of its warp: ``loss.mutual_match_correct``, the
+            evaluation's matching rule; the score then learns which corners are found again *and* matched).
         warp, photometric: keyword ranges of :class:`WarpRanges` and :class:`Photometric`.
         border: px band (and erosion of the validity masks) left out of the loss.
         top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
@@ -86,7 +91,7 @@ class DetectorModule(NeurocorrModule):
         self, *, net: EquivariantDetector, loss: Optional[nn.Module] = None, descriptor: Optional[PolarDescriptor] = None,
         desc_weight: float = 1.0, desc_margin: float = 1.0, desc_top_k: int = 64, desc_mining: str = "hardest",
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, peaks_from: str = "score",
-        rank_weight: float = 0.0, rank_sigma: float = 1.0, rank_top_k: int = 64, rank_candidates: int = 512, warp: Optional[Mapping[str, Any]] = None,
+        rank_weight: float = 0.0, rank_sigma: float = 1.0, rank_top_k: int = 64, rank_candidates: int = 512, rank_target: str = "repeat", warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
         threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
@@ -119,7 +124,9 @@ class DetectorModule(NeurocorrModule):
         if rank_sigma <= 0 or rank_top_k < 1 or rank_candidates < rank_top_k:
             raise ConfigError(f"model.rank_sigma must be > 0 px and 1 <= model.rank_top_k <= model.rank_candidates, got "
                               f"{rank_sigma}, {rank_top_k}, {rank_candidates}")
-        self.peaks_from, self.rank_weight = peaks_from, float(rank_weight)
+        if rank_target not in RANK_TARGETS:
+            raise ConfigError(f"model.rank_target must be one of {RANK_TARGETS}, got {rank_target!r}")
+        self.peaks_from, self.rank_weight, self.rank_target = peaks_from, float(rank_weight), rank_target
         self.rank_sigma, self.rank_top_k, self.rank_candidates = float(rank_sigma), int(rank_top_k), int(rank_candidates)
         self.warp_ranges = WarpRanges(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (warp or {}).items()})
         self.photometric = Photometric(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
@@ -241,7 +248,7 @@ class DetectorModule(NeurocorrModule):
         if self.score_weight > 0:
             loss = loss + self.score_weight * self._score_losses(out1.score, out2.score, H, keep1, keep2, result)
         if self.rank_weight > 0:
-            loss = loss + self.rank_weight * self._rank_loss(out1.score, out2.score, where1,
+            loss = loss + self.rank_weight * self._rank_loss(out1, out2, where1,
                                                              self.peak_map(image2, out2.score).detach(), H, keep1, keep2, result)
         if self.desc_weight > 0 or self.ori_weight > 0:
             loss = loss + self._descriptor_losses(out1, out2, where1, H, keep1, keep2, result)
@@ -265,12 +272,14 @@ class DetectorModule(NeurocorrModule):
         result["pad_loss"] = pad_loss
         return kp_loss + self.pad_weight * pad_loss
 
-    def _rank_loss(self, score1: torch.Tensor, score2: torch.Tensor, where1: torch.Tensor, where2: torch.Tensor,
+    def _rank_loss(self, out1: Any, out2: Any, where1: torch.Tensor, where2: torch.Tensor,
                    H: torch.Tensor, keep1: torch.Tensor, keep2: torch.Tensor, result: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Repeat BCE of the scores ``(B, 1, H, W)`` at the ``rank_candidates`` peaks of each view's position
-        map ``where*`` (inside its mask, 2 px clear of the mask's edge, whose cut makes false peaks), each
-        labelled by the nearest of the other view's ``rank_top_k`` strongest peaks (``loss.repeat_targets``),
-        in both directions."""
+        """Repeat BCE of the network outputs' scores ``(B, 1, H, W)`` at the ``rank_candidates`` peaks of each
+        view's position map ``where*`` (inside its mask, 2 px clear of the mask's edge, whose cut makes false
+        peaks), each labelled by the nearest of the other view's ``rank_top_k`` strongest peaks
+        (``loss.repeat_targets``), in both directions; with ``rank_target="match"`` also by whether its
+        descriptor's mutual nearest neighbour among the other view's candidates is its correspondent."""
+        score1, score2 = out1.score, out2.score
         H_inv = torch.linalg.inv(H.double()).to(H.dtype)
         views = []
         for where, keep in ((where1, keep1), (where2, keep2)):
@@ -283,6 +292,14 @@ class DetectorModule(NeurocorrModule):
         seen2 = valid2 & (sample_maps(keep1, warp_points(xy2, H_inv))[..., 0] > 0.999)
         target1 = repeat_targets(xy1, xy2, top2, H, self.rank_sigma)
         target2 = repeat_targets(xy2, xy1, top1, H_inv, self.rank_sigma)
+        if self.rank_target == "match":
+            with torch.no_grad():
+                d1 = self.descriptor(out1.features, xy1, keypoint_angles(out1.orientation, xy1))
+                d2 = self.descriptor(out2.features, xy2, keypoint_angles(out2.orientation, xy2))
+            ok1, ok2 = mutual_match_correct(d1, d2, seen1, seen2, xy1, xy2, H, self.match_threshold)
+            target1, target2 = target1 * ok1.to(target1.dtype), target2 * ok2.to(target2.dtype)
+            seen = torch.cat([seen1, seen2], 1)
+            result["rank_matched"] = (torch.cat([ok1, ok2], 1) & seen).sum() / seen.sum().clamp(min=1)
         at1, at2 = sample_maps(score1, xy1.round())[..., 0], sample_maps(score2, xy2.round())[..., 0]
         rank_loss = repeat_bce(torch.cat([at1, at2], 1), torch.cat([target1, target2], 1), torch.cat([seen1, seen2], 1))
         result["rank_loss"] = rank_loss

@@ -287,3 +287,40 @@ def repeat_bce(score: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, e
     loss = -(t * p.log() + (1 - t) * (1 - p).log())
     v = valid.to(loss.dtype)
     return (loss * v).sum() / v.sum().clamp(min=1)
+
+
+def mutual_match_correct(desc1: torch.Tensor, desc2: torch.Tensor, valid1: torch.Tensor, valid2: torch.Tensor,
+                         xy1: torch.Tensor, xy2: torch.Tensor, H: torch.Tensor, px: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which keypoints of two views would be matched correctly: a keypoint is correct when its mutual nearest
+    neighbour by descriptor among the other view's valid keypoints lies within ``px`` of its warp (``H`` maps
+    view 1 to view 2), the evaluation's matching rule applied to training views.
+
+    Args:
+        desc1, desc2: ``(B, K, D)`` / ``(B, M, D)`` descriptors (L2 distances compared).
+        valid1, valid2: ``(B, K)`` / ``(B, M)`` bool, the keypoints that take part.
+        xy1, xy2: ``(B, K, 2)`` / ``(B, M, 2)`` positions (px). H: ``(B, 3, 3)``. px: > 0.
+    Returns ``(B, K)`` and ``(B, M)`` bool, no gradient (these are labels).
+    """
+    if px <= 0:
+        raise ConfigError(f"the match target's distance must be > 0 px, got {px}")
+    if (desc1.dim() != 3 or desc2.dim() != 3 or desc1.shape[0] != desc2.shape[0] or desc1.shape[-1] != desc2.shape[-1]
+            or valid1.shape != desc1.shape[:2] or valid2.shape != desc2.shape[:2]
+            or xy1.shape[:2] != desc1.shape[:2] or xy2.shape[:2] != desc2.shape[:2] or H.shape[-2:] != (3, 3)):
+        raise ValueError(f"mutual_match_correct: desc1 (B, K, D), desc2 (B, M, D), valid (B, K) / (B, M), xy (B, K, 2) / "
+                         f"(B, M, 2), H (B, 3, 3); got {tuple(desc1.shape)}, {tuple(desc2.shape)}, {tuple(valid1.shape)}, "
+                         f"{tuple(valid2.shape)}, {tuple(xy1.shape)}, {tuple(xy2.shape)}, {tuple(H.shape)}")
+    with torch.no_grad():
+        k, m = desc1.shape[1], desc2.shape[1]
+        if k == 0 or m == 0:
+            return torch.zeros_like(valid1), torch.zeros_like(valid2)
+        d = torch.cdist(desc1.float(), desc2.float())
+        d = d.masked_fill(~(valid1[:, :, None] & valid2[:, None, :]), float("inf"))
+        nn12, nn21 = d.argmin(2), d.argmin(1)                                          # (B, K), (B, M)
+        mutual1 = nn21.gather(1, nn12) == torch.arange(k, device=d.device)
+        mutual2 = nn12.gather(1, nn21) == torch.arange(m, device=d.device)
+        warped1 = warp_points(xy1.double(), H.double())                                # view 1 in view 2
+        near1 = (warped1 - xy2.double().gather(1, nn12[..., None].expand(-1, -1, 2))).norm(dim=-1) <= px
+        near2 = (warped1.gather(1, nn21[..., None].expand(-1, -1, 2)) - xy2.double()).norm(dim=-1) <= px
+        ok1 = valid1 & mutual1 & near1 & valid2.gather(1, nn12)
+        ok2 = valid2 & mutual2 & near2 & valid1.gather(1, nn21)
+        return ok1, ok2

@@ -213,6 +213,9 @@ class EquivariantDetector(nn.Module):
         self.score_residual = float(score_residual)
         if harris_skip_form not in HARRIS_SKIP_FORMS:
             raise ConfigError(f"model.net.harris_skip_form must be one of {HARRIS_SKIP_FORMS}, got {harris_skip_form!r}")
+        if harris_skip_form != "squashed" and not harris_skip:
+            raise ConfigError(f"model.net.harris_skip_form={harris_skip_form} shapes the Harris skip: it needs "
+                              f"model.net.harris_skip > 0, got {harris_skip}")
         self.harris_skip_form = harris_skip_form
         if self.harris_skip is not None:
             last = self.score_head[-1] if isinstance(self.score_head, nn.Sequential) else self.score_head
