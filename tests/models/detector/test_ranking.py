@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from neurocorr.errors import ConfigError
 from neurocorr.models.detector.descriptor import PolarDescriptor
-from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, rank_by
+from neurocorr.models.detector.keypoints import Keypoints, detect_keypoints, rank_by, score_peaks
 from neurocorr.models.detector.lightning_model import DetectorModule
 from neurocorr.models.detector import lightning_model
 from neurocorr.models.detector.loss import mutual_match_correct, repeat_bce, repeat_targets
@@ -165,6 +165,8 @@ def test_the_ranking_loss_lowers_the_score_of_points_that_do_not_repeat() -> Non
     ({"rank_top_k": 65}, "rank_candidates"),
     ({"scales": [1.0, 0.5]}, "one scale"),
     ({"rank_target": "reliability"}, "rank_target"),
+    ({"subpixel_map": "score"}, "subpixel_map"),
+    ({"peaks_from": "score", "rank_weight": 0.0, "subpixel_map": "harris_log"}, "subpixel_map"),
 ])
 def test_ranking_options_reject_bad_values(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -311,3 +313,33 @@ def test_the_match_target_is_the_repeat_target_where_the_descriptor_matches_and_
     seen.clear()
     ranked_module(rank_target="repeat").compute_loss(same)
     assert "ok" not in seen and torch.equal(seen["target"], torch.cat(seen["repeat"], 1))
+
+
+def test_a_saturated_peak_is_refined_on_the_map_given_not_on_its_plateau() -> None:
+    yy, xx = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    true = torch.tensor([10.3, 12.35])
+    bump = torch.exp(-((xx - true[0]) ** 2 + (yy - true[1]) ** 2) / (2 * 2.0**2))[None, None]
+    saturated = torch.sigmoid(12 * bump)                                  # nearly flat on top, the same peak
+    for mode in ("1d", "2d"):
+        flat_fit, _, _ = score_peaks(saturated, 1, 0.0, 3, 2, mode)
+        fit, _, _ = score_peaks(saturated, 1, 0.0, 3, 2, mode, refine_on=bump.log())  # the log of a Gaussian: exact
+        assert (fit[0, 0] - true).norm() < 1e-3 < (flat_fit[0, 0] - true).norm()
+    with pytest.raises(ValueError, match="refine_on"):
+        score_peaks(saturated, 1, refine_on=bump[..., :-1])
+
+
+def test_harris_log_refines_the_same_keypoints_in_the_same_order() -> None:
+    torch.manual_seed(0)
+    net = ranked_net()
+    randomise_head(net)
+    image = crops(1, 48)["image"].float() / 255
+    with torch.no_grad():
+        fitted = ranked_module(net, subpixel_map="peaks", subpixel="1d").eval().detect(image)[0]
+        logged = ranked_module(net, subpixel_map="harris_log", subpixel="1d").eval().detect(image)[0]
+        harris, log_harris = net.harris_score(image), net.harris_log(image)
+    order = log_harris.flatten().argsort()
+    assert (harris.flatten()[order].diff() >= 0).all()                  # an increasing function of it
+    n = int(fitted.valid.sum())
+    assert n > 10 and torch.equal(fitted.valid, logged.valid) and torch.equal(fitted.score[:, :n], logged.score[:, :n])
+    torch.testing.assert_close(fitted.xy[:, :n].round(), logged.xy[:, :n].round())  # the same pixels, order ...
+    assert (fitted.xy[:, :n] - logged.xy[:, :n]).abs().max() > 0.05                 # ... placed by another fit

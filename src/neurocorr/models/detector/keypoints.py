@@ -44,18 +44,23 @@ SUBPIXEL = {True: "2d", False: "none", "2d": "2d", "1d": "1d", "none": "none"}
 
 
 def score_peaks(score: torch.Tensor, top_k: int = 300, threshold: float = 0.0, nms_window: int = 3, border: int = 4,
-                subpixel: bool | str = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                subpixel: bool | str = True, refine_on: Optional[torch.Tensor] = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Peaks of a score map ``(B, 1, H, W)``: (xy ``(B, K, 2)``, score ``(B, K)``, valid ``(B, K)``),
     refined by a 2-D quadratic fit (``subpixel`` True or ``2d``), 1-D fits along x and y (``1d``),
-    or left on the pixel grid (False or ``none``)."""
+    or left on the pixel grid (False or ``none``). ``refine_on`` ``(B, 1, H, W)``: the map the fits read
+    instead of ``score``, an increasing function of it that is not flat on top (a saturated score puts
+    strong peaks on a plateau where a quadratic fit says little)."""
     if score.dim() != 4 or score.shape[1] != 1:
         raise ValueError(f"expected a (B, 1, H, W) score map, got {tuple(score.shape)}")
+    if refine_on is not None and refine_on.shape != score.shape:
+        raise ValueError(f"refine_on must have the score map's shape {tuple(score.shape)}, got {tuple(refine_on.shape)}")
     mode = SUBPIXEL.get(subpixel)
     if mode is None:
         raise ValueError(f"subpixel must be true, false, '2d', '1d' or 'none', got {subpixel!r}")
     peaks = find_peaks(score, top_k=top_k, threshold=threshold, window=nms_window, border=border, subpixel=False)
     flat = peaks.xy[..., 1].long() * score.shape[-1] + peaks.xy[..., 0].long()
-    return refine_at(score, flat, mode)[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
+    return refine_at(score if refine_on is None else refine_on, flat, mode)[:, 0], peaks.score[:, 0], peaks.valid[:, 0]
 
 
 def refine_at(score: torch.Tensor, flat: torch.Tensor, mode: str) -> torch.Tensor:
@@ -70,9 +75,11 @@ def refine_at(score: torch.Tensor, flat: torch.Tensor, mode: str) -> torch.Tenso
 
 
 def detect_keypoints(score: torch.Tensor, orientation: torch.Tensor, top_k: int = 300, threshold: float = 0.0,
-                     nms_window: int = 5, border: int = 4, subpixel: bool | str = True) -> Keypoints:
-    """Keypoints of a score map ``(B, 1, H, W)`` with orientations from ``(B, N, H, W)``."""
-    xy, s, valid = score_peaks(score, top_k, threshold, nms_window, border, subpixel)
+                     nms_window: int = 5, border: int = 4, subpixel: bool | str = True,
+                     refine_on: Optional[torch.Tensor] = None) -> Keypoints:
+    """Keypoints of a score map ``(B, 1, H, W)`` with orientations from ``(B, N, H, W)`` (``refine_on``:
+    see :func:`score_peaks`)."""
+    xy, s, valid = score_peaks(score, top_k, threshold, nms_window, border, subpixel, refine_on)
     return Keypoints(xy=xy, score=s, angle=keypoint_angles(orientation, xy), valid=valid)
 
 

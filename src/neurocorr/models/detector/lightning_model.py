@@ -42,6 +42,7 @@ from neurocorr.ops.peaks import square_max
 
 PEAK_SOURCES = ("score", "harris")
 RANK_TARGETS = ("repeat", "match")
+SUBPIXEL_MAPS = ("peaks", "harris_log")
 
 
 class DetectorModule(NeurocorrModule):
@@ -71,6 +72,10 @@ class DetectorModule(NeurocorrModule):
         border: px band (and erosion of the validity masks) left out of the loss.
         top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
         subpixel: peak refinement, true/``2d`` (2-D quadratic fit), ``1d`` (along x and y), false/``none``.
+        subpixel_map: the map detected keypoints are refined on: ``peaks`` (the map they are found on) or
+            ``harris_log`` (with ``peaks_from="harris"``: ``net.harris_log``, Harris in logs, whose peaks are the
+            Harris score's but whose strong corners are not flattened by the sigmoid; positions only, the
+            keypoints and their order are the same).
         scales: image pyramid of the test-time detection (``[1.0]`` = one scale).
         snap_finest: pyramid keypoints move to the finest level's own peak beside them (1-px localisation).
         scale_select: the pyramid level a keypoint is described in: ``score`` (its highest score) or
@@ -93,7 +98,7 @@ class DetectorModule(NeurocorrModule):
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, peaks_from: str = "score",
         rank_weight: float = 0.0, rank_sigma: float = 1.0, rank_top_k: int = 64, rank_candidates: int = 512, rank_target: str = "repeat", warp: Optional[Mapping[str, Any]] = None,
         photometric: Optional[Mapping[str, Any]] = None, border: int = 4, top_k: int = 2000, nms_window: int = 3,
-        threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, scales: Sequence[float] = (1.0,),
+        threshold: float = 0.0, detect_border: int = 4, subpixel: bool | str = True, subpixel_map: str = "peaks", scales: Sequence[float] = (1.0,),
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac",
@@ -127,6 +132,10 @@ class DetectorModule(NeurocorrModule):
         if rank_target not in RANK_TARGETS:
             raise ConfigError(f"model.rank_target must be one of {RANK_TARGETS}, got {rank_target!r}")
         self.peaks_from, self.rank_weight, self.rank_target = peaks_from, float(rank_weight), rank_target
+        if subpixel_map not in SUBPIXEL_MAPS or (subpixel_map == "harris_log" and peaks_from != "harris"):
+            raise ConfigError(f"model.subpixel_map must be one of {SUBPIXEL_MAPS} (harris_log with model.peaks_from=harris: "
+                              f"it refines Harris peaks), got {subpixel_map!r} with peaks_from={peaks_from!r}")
+        self.subpixel_map = subpixel_map
         self.rank_sigma, self.rank_top_k, self.rank_candidates = float(rank_sigma), int(rank_top_k), int(rank_candidates)
         self.warp_ranges = WarpRanges(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in (warp or {}).items()})
         self.photometric = Photometric(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
@@ -179,8 +188,9 @@ class DetectorModule(NeurocorrModule):
         if self.scales == [1.0]:
             full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
             out = full[0] if full else self.net(image)
+            refine_on = self.net.harris_log(image) if self.subpixel_map == "harris_log" else None
             kp = detect_keypoints(self.peak_map(image, out.score), out.orientation, self.top_k, self.threshold, self.nms_window,
-                                  self.detect_border, self.subpixel)
+                                  self.detect_border, self.subpixel, refine_on)
             if self.peaks_from == "harris":
                 kp = rank_by(kp, out.score)
             score = out.score
