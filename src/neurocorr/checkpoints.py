@@ -8,6 +8,7 @@ It also carries the resolved model config (``CONFIG_KEY``) and data config (``DA
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -117,6 +118,14 @@ def build_model(model_cfg: DictConfig | dict, source: str = "model") -> Neurocor
     return model
 
 
+def constructor_keywords(target: str) -> tuple[str, ...]:
+    """The keyword arguments of a checked model target's constructor (its own, not its nested modules'):
+    a checkpoint saved before one of them existed still takes it as an override (its default applied
+    otherwise)."""
+    params = inspect.signature(get_object(target)).parameters.values()
+    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self")
+
+
 def model_from_checkpoint(path: str | Path, fallback: Optional[DictConfig] = None,
                           overrides: Optional[dict] = None) -> tuple[NeurocorrModule, dict[str, Any]]:
     """Rebuild the module stored in ``path`` (its config and weights); returns it and the checkpoint.
@@ -129,7 +138,9 @@ def model_from_checkpoint(path: str | Path, fallback: Optional[DictConfig] = Non
     config = stored if stored is not None else fallback
     if overrides:
         base = OmegaConf.to_container(config, resolve=False) if isinstance(config, DictConfig) else config
-        config = override_config(base, overrides, "model", f"the {family_of(base.get('_target_')) or 'model'} config in {path}")
+        newer = constructor_keywords(checked_target(base, f"checkpoint {path}"))  # settings added after it was saved
+        config = override_config(base, overrides, "model", f"the {family_of(base.get('_target_')) or 'model'} config in {path}",
+                                 newer)
     model = build_model(config, source=f"checkpoint {path}")
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     if missing or unexpected:
@@ -265,6 +276,6 @@ def override_config(stored: dict, overrides: Any, group: str, source: str, extra
     for key in leaf_keys(overrides):
         known = key in extra_keys or any(v == key or v.startswith(key + ".") or key.startswith(v + ".") for v in valid)
         if not known or key.split(".")[0] in ("_target_", "_partial_"):
-            raise ConfigError(f"{group}.{key} is not a setting of {source}; valid keys: {', '.join(valid + list(extra_keys))}")
+            raise ConfigError(f"{group}.{key} is not a setting of {source}; valid keys: {', '.join(dict.fromkeys(valid + list(extra_keys)))}")
         OmegaConf.update(merged, key, OmegaConf.select(OmegaConf.create(overrides), key), merge=False, force_add=True)
     return OmegaConf.to_container(merged, resolve=False)

@@ -86,6 +86,17 @@ def test_model_settings_reach_the_model_rebuilt_from_the_checkpoint(make_cfg, tm
     assert written.model.pck_threshold == 5 and written.model._target_.endswith("HeatmapperModule")
 
 
+def test_a_setting_added_after_the_checkpoint_was_saved_is_taken(make_cfg, tmp_path, monkeypatch, heatmapper_ckpt) -> None:
+    state = torch.load(heatmapper_ckpt, weights_only=True)
+    assert state[CONFIG_KEY].pop("pck_threshold") is not None         # saved before the setting existed
+    older = tmp_path / "older.ckpt"
+    torch.save(state, older)
+    seen = _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={older}", "model.pck_threshold=7")
+    assert seen["model"].pck_threshold == 7                             # a constructor keyword: accepted
+    with pytest.raises(ConfigError, match=r"model\.pck_treshold is not a setting"):
+        _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={older}", "model.pck_treshold=7")
+
+
 def test_an_unknown_model_key_is_one_line_listing_the_valid_keys(make_cfg, tmp_path, monkeypatch, heatmapper_ckpt) -> None:
     with pytest.raises(ConfigError, match=r"model\.pck_treshold is not a setting of the heatmapper config.*valid keys:.*pck_threshold"):
         _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={heatmapper_ckpt}", "model.pck_treshold=5")
