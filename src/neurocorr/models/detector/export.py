@@ -75,6 +75,8 @@ def preprocessing(module: Any) -> dict[str, Any]:
         skip = module.net.harris_skip_init
         keypoints = (f"peaks of sigmoid({skip:g} x Harris) of the image (kornia harris_response, k = 0.04, over its mean "
                      f"absolute value, squashed as x / (1 + |x|)), ranked by the score at each peak's pixel")
+        if module.subpixel_map == "harris_log":
+            keypoints += "; sub-pixel fits on sign(x) log(1 + |x|) of that Harris x, not on the sigmoid"
     else:
         keypoints = "peaks of the score map, ranked by the score"
     return {"channels": channels, "colour": "grey" if channels == 1 else "RGB", "value_range": [0.0, 1.0],
