@@ -73,9 +73,9 @@ class DetectorModule(NeurocorrModule):
         top_k, nms_window, threshold, detect_border: keypoint extraction at evaluation.
         subpixel: peak refinement, true/``2d`` (2-D quadratic fit), ``1d`` (along x and y), false/``none``.
         subpixel_map: the map detected keypoints are refined on: ``peaks`` (the map they are found on) or
-            ``harris_log`` (with ``peaks_from="harris"``: ``net.harris_log``, Harris in logs, whose peaks are the
-            Harris score's but whose strong corners are not flattened by the sigmoid; positions only, the
-            keypoints and their order are the same).
+            ``harris_log`` (with ``peaks_from="harris"``: Harris in logs, from ``net.harris_score_and_log``, whose
+            peaks are the Harris score's but whose strong corners are not flattened by the sigmoid; positions
+            only, the keypoints and their order are the same).
         scales: image pyramid of the test-time detection (``[1.0]`` = one scale).
         snap_finest: pyramid keypoints move to the finest level's own peak beside them (1-px localisation).
         scale_select: the pyramid level a keypoint is described in: ``score`` (its highest score) or
@@ -189,9 +189,12 @@ class DetectorModule(NeurocorrModule):
         if self.scales == [1.0]:
             full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
             out = full[0] if full else self.net(image)
-            refine_on = self.net.harris_log(image) if self.subpixel_map == "harris_log" else None
-            kp = detect_keypoints(self.peak_map(image, out.score), out.orientation, self.top_k, self.threshold, self.nms_window,
-                                  self.detect_border, self.subpixel, refine_on)
+            if self.subpixel_map == "harris_log":  # one Harris response: the peaks' map and the fits' map
+                where, refine_on = self.net.harris_score_and_log(image)
+            else:
+                where, refine_on = self.peak_map(image, out.score), None
+            kp = detect_keypoints(where, out.orientation, self.top_k, self.threshold, self.nms_window, self.detect_border,
+                                  self.subpixel, refine_on)
             if self.peaks_from == "harris":
                 kp = rank_by(kp, out.score)
             score = out.score

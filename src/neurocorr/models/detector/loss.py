@@ -22,6 +22,7 @@ from kornia.filters import get_gaussian_kernel1d
 from torch import nn
 
 from neurocorr.errors import ConfigError
+from neurocorr.models.detector.repeatability import matching_accuracy
 from neurocorr.ops.geometry import warp_points
 
 
@@ -291,9 +292,9 @@ def repeat_bce(score: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, e
 
 def mutual_match_correct(desc1: torch.Tensor, desc2: torch.Tensor, valid1: torch.Tensor, valid2: torch.Tensor,
                          xy1: torch.Tensor, xy2: torch.Tensor, H: torch.Tensor, px: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which keypoints of two views would be matched correctly: a keypoint is correct when its mutual nearest
-    neighbour by descriptor among the other view's valid keypoints lies within ``px`` of its warp (``H`` maps
-    view 1 to view 2), the evaluation's matching rule applied to training views.
+    """Which keypoints of two views would be matched correctly: the evaluation's rule
+    (``repeatability.matching_accuracy``: mutual nearest neighbours by descriptor, correct when the match lies
+    under ``px`` from the warp ``H`` of view 1 into view 2) applied to each pair of training views.
 
     Args:
         desc1, desc2: ``(B, K, D)`` / ``(B, M, D)`` descriptors (L2 distances compared).
@@ -309,18 +310,12 @@ def mutual_match_correct(desc1: torch.Tensor, desc2: torch.Tensor, valid1: torch
         raise ValueError(f"mutual_match_correct: desc1 (B, K, D), desc2 (B, M, D), valid (B, K) / (B, M), xy (B, K, 2) / "
                          f"(B, M, 2), H (B, 3, 3); got {tuple(desc1.shape)}, {tuple(desc2.shape)}, {tuple(valid1.shape)}, "
                          f"{tuple(valid2.shape)}, {tuple(xy1.shape)}, {tuple(xy2.shape)}, {tuple(H.shape)}")
+    ok1, ok2 = torch.zeros_like(valid1), torch.zeros_like(valid2)
     with torch.no_grad():
-        k, m = desc1.shape[1], desc2.shape[1]
-        if k == 0 or m == 0:
-            return torch.zeros_like(valid1), torch.zeros_like(valid2)
-        d = torch.cdist(desc1.float(), desc2.float())
-        d = d.masked_fill(~(valid1[:, :, None] & valid2[:, None, :]), float("inf"))
-        nn12, nn21 = d.argmin(2), d.argmin(1)                                          # (B, K), (B, M)
-        mutual1 = nn21.gather(1, nn12) == torch.arange(k, device=d.device)
-        mutual2 = nn12.gather(1, nn21) == torch.arange(m, device=d.device)
-        warped1 = warp_points(xy1.double(), H.double())                                # view 1 in view 2
-        near1 = (warped1 - xy2.double().gather(1, nn12[..., None].expand(-1, -1, 2))).norm(dim=-1) <= px
-        near2 = (warped1.gather(1, nn21[..., None].expand(-1, -1, 2)) - xy2.double()).norm(dim=-1) <= px
-        ok1 = valid1 & mutual1 & near1 & valid2.gather(1, nn12)
-        ok2 = valid2 & mutual2 & near2 & valid1.gather(1, nn21)
-        return ok1, ok2
+        for b in range(desc1.shape[0]):
+            i1, i2 = valid1[b].nonzero()[:, 0], valid2[b].nonzero()[:, 0]
+            m = matching_accuracy(xy1[b, i1], desc1[b, i1], xy2[b, i2], desc2[b, i2], H[b], px)
+            right = m["matches"][m["correct"]]
+            ok1[b, i1[right[:, 0]]] = True
+            ok2[b, i2[right[:, 1]]] = True
+    return ok1, ok2

@@ -232,20 +232,19 @@ class EquivariantDetector(nn.Module):
         full-resolution input (the skip's first handcrafted response at its *initial* weight), whatever
         the head has learned. Keypoint positions found on it do not move when training reshapes the score
         (``DetectorModule(peaks_from="harris")``: the learned score then only ranks them)."""
-        return torch.sigmoid(self.harris_skip_init * self._harris_squashed(image))
+        return self.harris_score_and_log(image)[0]
 
-    def harris_log(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, H, W)``: ``sign(x) log(1 + |x|)`` of the Harris response ``x`` (over its image mean) that
-        :meth:`harris_score` squashes, an increasing function of it with the same peaks that strong corners
-        do not flatten: the map their sub-pixel fits read (``DetectorModule(subpixel_map="harris_log")``)."""
-        return squashed_to_log(self._harris_squashed(image))
-
-    def _harris_squashed(self, image: torch.Tensor) -> torch.Tensor:
+    def harris_score_and_log(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`harris_score` and ``sign(x) log(1 + |x|)`` of the Harris response ``x`` (over its image mean)
+        that it squashes, both ``(B, 1, H, W)`` from one response: the second is an increasing function of the
+        first with the same peaks, which strong corners do not flatten, the map their sub-pixel fits read
+        (``DetectorModule(subpixel_map="harris_log")``)."""
         if self.harris_skip is None:
             raise ConfigError("harris_score needs model.net.harris_skip (and handcrafted sigmas)")
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
-        return handcrafted_responses(image, self.handcrafted[:1])[:, :1]
+        squashed = handcrafted_responses(image, self.handcrafted[:1])[:, :1]
+        return torch.sigmoid(self.harris_skip_init * squashed), squashed_to_log(squashed)
 
     def forward(self, image: torch.Tensor) -> DetectorOutput:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
