@@ -141,6 +141,28 @@ def test_texture_crops_are_seeded_and_mix_a_folder_with_bundled_photos(tmp_path:
         TexturesDataModule(names=[])
 
 
+def test_eval_seed_fixes_the_validation_pairs_whatever_the_training_seed() -> None:
+    from neurocorr.data.detector import TexturesDataModule
+    from neurocorr.errors import ConfigError
+
+    def module(seed: int, eval_seed: int | None) -> TexturesDataModule:
+        dm = TexturesDataModule(names=["camera"], crop_size=32, train_size=2, val_size=2, test_size=2, batch_size=2,
+                                max_side=64, seed=seed, eval_seed=eval_seed)
+        dm.setup("fit")
+        return dm
+
+    a, b = module(1, 43), module(2, 43)
+    assert not torch.equal(a.datasets["train"][0]["image"], b.datasets["train"][0]["image"])  # training follows seed
+    for split in ("val", "test"):
+        assert torch.equal(a.datasets[split][0]["image2"], b.datasets[split][0]["image2"])
+    assert not torch.equal(a.datasets["val"][0]["image2"], a.datasets["test"][0]["image2"])
+    old = module(42, None)   # unset: seed + 1, the pairs of earlier runs at the default seed
+    assert torch.equal(old.datasets["val"][0]["image2"], module(7, 43).datasets["val"][0]["image2"])
+    assert not torch.equal(module(1, None).datasets["val"][0]["image2"], module(2, None).datasets["val"][0]["image2"])
+    with pytest.raises(ConfigError, match="data.eval_seed"):
+        TexturesDataModule(names=["camera"], eval_seed=-1)
+
+
 def test_validation_pictures_are_held_out_of_training() -> None:
     from neurocorr.data.detector import TexturesDataModule
     from neurocorr.errors import ConfigError

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from neurocorr.data.base import NeurocorrDataModule
+from neurocorr.data.base import NeurocorrDataModule, check_int
 
 from neurocorr.data.formats.homography_sequences import read_homography_sequences
 from neurocorr.data.formats.image import read_image
@@ -136,6 +136,9 @@ class TexturesDataModule(NeurocorrDataModule):
         val_names: scikit-image pictures held out of training for the fixed validation/test pairs
             (None = validate on other crops of the training pictures), so that the checkpoint is
             chosen on pictures the model never saw.
+        eval_seed: seeds the fixed validation pairs (the test pairs take ``eval_seed + 1``) apart from
+            ``seed``, so that runs trained with different seeds are validated on the same pairs and their
+            ``val/*`` figures compare (None: ``seed + 1`` and ``seed + 2``, pairs that change with the seed).
         batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
     """
 
@@ -144,8 +147,12 @@ class TexturesDataModule(NeurocorrDataModule):
     def __init__(self, *, root: Optional[str] = None, names: Union[str, Sequence[str]] = "photos", crop_size: int = 128,
                  crop_scale: Sequence[float] = (0.7, 1.4), grey: bool = True, train_size: int = 2000,
                  val_size: int = 64, test_size: int = 32, max_side: Optional[int] = 640, max_angle_deg: float = 360.0,
-                 zoom: Sequence[float] = (0.5, 2.0), val_names: Optional[Sequence[str]] = None, **base: Any) -> None:
+                 zoom: Sequence[float] = (0.5, 2.0), val_names: Optional[Sequence[str]] = None,
+                 eval_seed: Optional[int] = None, **base: Any) -> None:
         super().__init__(**base)
+        if eval_seed is not None:
+            check_int("data.eval_seed", eval_seed, minimum=0)
+        self.eval_seed = self.seed + 1 if eval_seed is None else eval_seed
         if crop_size < 16:
             raise ConfigError(f"data.crop_size must be >= 16, got {crop_size}")
         if root and not Path(root).is_dir():
@@ -175,8 +182,8 @@ class TexturesDataModule(NeurocorrDataModule):
             train, val, test = self.sizes
             self.datasets = {
                 "train": RandomCrops(self.images, self.crop_size, train, self.seed, self.crop_scale),
-                "val": FixedWarpPairs(held, self.crop_size, val, self.seed + 1, self.max_angle_deg, self.zoom),
-                "test": FixedWarpPairs(held, self.crop_size, test, self.seed + 2, self.max_angle_deg, self.zoom),
+                "val": FixedWarpPairs(held, self.crop_size, val, self.eval_seed, self.max_angle_deg, self.zoom),
+                "test": FixedWarpPairs(held, self.crop_size, test, self.eval_seed + 1, self.max_angle_deg, self.zoom),
             }
 
 
