@@ -122,8 +122,25 @@ def constructor_keywords(target: str) -> tuple[str, ...]:
     """The keyword arguments of a checked model target's constructor (its own, not its nested modules'):
     a checkpoint saved before one of them existed still takes it as an override (its default applied
     otherwise)."""
-    params = inspect.signature(get_object(target)).parameters.values()
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: no keywords known
+        return ()
     return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self")
+
+
+def nested_constructor_keywords(config: dict, path: str = "") -> tuple[str, ...]:
+    """Dotted keys (``net.harris_skip_form``) of the constructor keywords of every nested ``_target_`` node
+    of a model config whose targets :func:`checked_target` has passed, the top level's without a prefix:
+    the settings any part of the model may take, including ones added after a checkpoint was saved."""
+    keys: list[str] = []
+    target = config.get("_target_")
+    if target is not None:
+        keys += [f"{path}{k}" for k in constructor_keywords(str(target))]
+    for key, value in config.items():
+        if isinstance(value, dict):
+            keys += nested_constructor_keywords(value, f"{path}{key}.")
+    return tuple(keys)
 
 
 def model_from_checkpoint(path: str | Path, fallback: Optional[DictConfig] = None,
@@ -138,7 +155,8 @@ def model_from_checkpoint(path: str | Path, fallback: Optional[DictConfig] = Non
     config = stored if stored is not None else fallback
     if overrides:
         base = OmegaConf.to_container(config, resolve=False) if isinstance(config, DictConfig) else config
-        newer = constructor_keywords(checked_target(base, f"checkpoint {path}"))  # settings added after it was saved
+        checked_target(base, f"checkpoint {path}")
+        newer = nested_constructor_keywords(base)  # settings added after it was saved
         config = override_config(base, overrides, "model", f"the {family_of(base.get('_target_')) or 'model'} config in {path}",
                                  newer)
     model = build_model(config, source=f"checkpoint {path}")

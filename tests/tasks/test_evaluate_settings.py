@@ -97,6 +97,21 @@ def test_a_setting_added_after_the_checkpoint_was_saved_is_taken(make_cfg, tmp_p
         _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={older}", "model.pck_treshold=7")
 
 
+def test_a_nested_setting_added_after_the_checkpoint_was_saved_is_taken(make_cfg, tmp_path, monkeypatch,
+                                                                           heatmapper_ckpt) -> None:
+    state = torch.load(heatmapper_ckpt, weights_only=True)
+    backbone = state[CONFIG_KEY]["net"]["backbone"]
+    assert backbone.pop("context_dilations") == [2, 4, 8]               # a nested target's keyword, saved without it
+    older = tmp_path / "older_nested.ckpt"
+    torch.save(state, older)
+    with pytest.raises(ConfigError, match="do not fit"):               # taken (no 'not a setting'): 1 dilated conv, not 3
+        _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={older}", "model.net.backbone.context_dilations=[2]")
+    seen = _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={older}", "model.net.backbone.context_dilations=[2,4,8]")
+    assert seen["model"] is not None
+    with pytest.raises(ConfigError, match=r"model\.net\.backbone\.context_dilation is not a setting"):
+        _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={older}", "model.net.backbone.context_dilation=[2]")
+
+
 def test_an_unknown_model_key_is_one_line_listing_the_valid_keys(make_cfg, tmp_path, monkeypatch, heatmapper_ckpt) -> None:
     with pytest.raises(ConfigError, match=r"model\.pck_treshold is not a setting of the heatmapper config.*valid keys:.*pck_threshold"):
         _run(make_cfg, tmp_path, monkeypatch, f"ckpt_path={heatmapper_ckpt}", "model.pck_treshold=5")
