@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from neurocorr.errors import ConfigError
 from neurocorr.models.detector.export import DetectorExport
 from neurocorr.models.detector.torch_model import EquivariantDetector
 
@@ -38,3 +39,20 @@ def test_export_twin_equals_the_network(options: dict) -> None:
         assert a.shape == b.shape, name
         assert torch.allclose(a, b, atol=1e-5), (name, float((a - b).abs().max()))
     assert expected.score.std() > 1e-4  # a constant map would pass trivially
+
+
+def test_a_harris_peaked_export_adds_the_map_its_keypoints_are_found_on() -> None:
+    torch.manual_seed(0)
+    net = EquivariantDetector(group_order=4, layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, handcrafted=(0.0, 2.0),
+                              harris_skip=4.0).eval()
+    image = torch.rand(2, 1, 33, 40)
+    with torch.no_grad():
+        plain, with_map = DetectorExport(net)(image), DetectorExport(net, peak_map=True)(image)
+        expected = net.harris_score(image)
+    assert len(plain) == 3 and len(with_map) == 4 and DetectorExport(net, peak_map=True).output_names[-1] == "peak_map"
+    for a, b in zip(plain, with_map):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(with_map[3], expected)
+    assert expected.std() > 1e-3
+    with pytest.raises(ConfigError, match="harris_skip"):
+        DetectorExport(EquivariantDetector(group_order=4, layer_1=1, layer_2=1, layer_3=1), peak_map=True)

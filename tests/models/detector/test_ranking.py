@@ -214,7 +214,7 @@ def test_the_log_harris_input_tells_strong_corners_apart_and_needs_handcrafted_r
 def test_the_export_says_where_keypoints_come_from() -> None:
     from neurocorr.models.detector.export import preprocessing
 
-    assert preprocessing(ranked_module())["keypoints"].startswith("peaks of sigmoid(4 x Harris)")
+    assert preprocessing(ranked_module())["keypoints"].startswith("peaks of the peak_map output, sigmoid(4 x Harris)")
     assert "log(1 + |x|)" not in preprocessing(ranked_module())["keypoints"]
     assert preprocessing(ranked_module(subpixel_map="harris_log"))["keypoints"].endswith("not on the sigmoid")
     assert preprocessing(ranked_module(peaks_from="score", rank_weight=0.0))["keypoints"] == "peaks of the score map, ranked by the score"
