@@ -162,6 +162,9 @@ def test_subpixel_modes_and_handcrafted_responses_ignore_contrast() -> None:
     r = handcrafted_responses(image, (1.0, 2.0))
     assert r.shape == (2, 4, 32, 32) and r.abs().max() < 1
     torch.testing.assert_close(handcrafted_responses(0.3 * image + 0.2, (1.0, 2.0)), r, atol=1e-4, rtol=1e-3)
+    harris_only = handcrafted_responses(image, (1.0, 2.0), hessian=False)  # the same Harris maps, no Hessian
+    assert harris_only.shape == (2, 2, 32, 32)
+    torch.testing.assert_close(harris_only, r[:, 0::2])
 
 
 def test_harris_skip_makes_the_untrained_score_a_monotone_map_of_harris() -> None:

@@ -71,7 +71,7 @@ class DetectorExport(nn.Module):
         outputs = run_detector(parts, image, self.level_sizes(h, w))
         if not self.peak_map:
             return outputs
-        harris = handcrafted_responses(image, self.handcrafted[:1])[:, :1]  # as EquivariantDetector.harris_score
+        harris = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # as EquivariantDetector.harris_score
         return (*outputs, torch.sigmoid(self.harris_skip_init * harris))
 
 

@@ -68,17 +68,18 @@ def _blur_stride2(x: torch.Tensor, dim: int) -> torch.Tensor:
     return F.conv2d(F.pad(x, pad), weight, stride=stride, groups=c)
 
 
-def handcrafted_responses(image: torch.Tensor, sigmas: tuple[float, ...]) -> torch.Tensor:
+def handcrafted_responses(image: torch.Tensor, sigmas: tuple[float, ...], hessian: bool = True) -> torch.Tensor:
     """``(B, 2 * len(sigmas), H, W)``: Harris and determinant-of-Hessian responses of the grey
     ``image`` ``(B, C, H, W)`` blurred by each sigma (px; 0 = unblurred), each divided by its mean absolute value
     over the image and squashed by ``x / (1 + |x|)``. Rotation-invariant fields (exactly, for
-    rotations by multiples of 90 degrees)."""
+    rotations by multiples of 90 degrees). ``hessian=False``: the Harris maps alone, ``(B, len(sigmas), H, W)``
+    (each map is normalised on its own, so they equal the full stack's Harris channels)."""
     grey = image.mean(1, keepdim=True) if image.shape[1] > 1 else image
     maps = []
     for sigma in sigmas:
         k = 2 * math.ceil(3 * sigma) + 1
         blurred = grey if sigma <= 0 else gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect")
-        maps += [KF.harris_response(blurred, k=0.04), KF.hessian_response(blurred)]
+        maps += [KF.harris_response(blurred, k=0.04)] + ([KF.hessian_response(blurred)] if hessian else [])
     stack = torch.cat(maps, 1)
     stack = stack / stack.abs().mean((-2, -1), keepdim=True).clamp(min=1e-12)
     return stack / (1 + stack.abs())
@@ -243,7 +244,7 @@ class EquivariantDetector(nn.Module):
             raise ConfigError("harris_score needs model.net.harris_skip (and handcrafted sigmas)")
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
-        squashed = handcrafted_responses(image, self.handcrafted[:1])[:, :1]
+        squashed = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # Harris alone
         return torch.sigmoid(self.harris_skip_init * squashed), squashed_to_log(squashed)
 
     def forward(self, image: torch.Tensor) -> DetectorOutput:
