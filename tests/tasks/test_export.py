@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 import neurocorr.tasks.export as export_task
-from neurocorr.checkpoints import CONFIG_KEY, DATA_KEY, build_model
+from neurocorr.checkpoints import CONFIG_KEY, DATA_KEY, build_model, model_from_checkpoint
 from neurocorr.tasks import tracking
 from neurocorr.tasks.export import export
 from tests.conftest import compose_config
@@ -22,7 +22,8 @@ from tests.conftest import compose_config
 # tiny networks of every family, with a stored data config as training writes it
 FAMILIES = {
     "detector": ["model=detector", "model.net.layer_1=1", "model.net.layer_2=1", "model.net.layer_3=1",
-                 "model.net.pyramid_levels=1", "model.net.handcrafted=[0.0]", "model.net.group_order=4"],
+                 "model.net.pyramid_levels=1", "model.net.handcrafted=[0.0]", "model.net.group_order=4",
+                 "model.peaks_from=harris"],  # keypoints on Harris: the file also carries its peak_map
     "heatmapper": ["model=heatmapper", "backbone=small_cnn", "backbone.widths=[8,8,8]", "data.image_size=32"],
     "agfusion": ["model=agfusion", "backbone=small_cnn", "backbone.widths=[8,8]", "data.image_size=32"],
     "qatm": ["model=qatm", "backbone.width=0.125"],
@@ -76,27 +77,16 @@ def test_onnx_file_matches_pytorch_in_onnxruntime(family: str, checkpoints, tmp_
     if not size:  # the input size the checkpoint was trained at
         assert info["input_size"] == [32, 32] == [info["stored_preprocessing"]["image_size"]] * 2
     assert info["preprocessing"]["value_range"] == [0.0, 1.0]
+    if family == "detector":  # the map its keypoints are the peaks of, as the module computes it
+        assert info["output_names"] == ["score", "orientation", "features", "peak_map"]
+        assert info["preprocessing"]["keypoints"].startswith("peaks of the peak_map output")
+        import onnxruntime as ort
 
-
-def test_a_harris_peaked_detector_file_carries_its_peak_map(tmp_path: Path) -> None:
-    cfg = compose_config(tmp_path / "train", [*FAMILIES["detector"], "model.net.harris_skip=4.0", "model.peaks_from=harris",
-                                              "logger=none"])
-    torch.manual_seed(0)
-    model = build_model(cfg.model)
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    ckpt = run / "checkpoints" / "last.ckpt"
-    torch.save({"state_dict": model.state_dict(), CONFIG_KEY: model.model_config,
-                DATA_KEY: OmegaConf.to_container(cfg.data, resolve=True)}, ckpt)
-    diff, info, out = _export(tmp_path, ckpt, "logger=none", "input_size=[40,40]", "optimize=false")
-    assert diff < 1e-4 and info["output_names"] == ["score", "orientation", "features", "peak_map"]
-    assert info["preprocessing"]["keypoints"].startswith("peaks of the peak_map output")
-    import onnxruntime as ort
-
-    image = torch.rand(1, 1, 40, 40)
-    peak_map = ort.InferenceSession(str(out / "detector.onnx"), providers=["CPUExecutionProvider"]).run(
-        ["peak_map"], {"image": image.numpy()})[0]
-    np.testing.assert_allclose(peak_map, model.net.harris_score(image).detach().numpy(), atol=1e-5)
+        image = torch.rand(1, 1, 40, 40)
+        peak_map = ort.InferenceSession(str(out / "detector.onnx"), providers=["CPUExecutionProvider"]).run(
+            ["peak_map"], {"image": image.numpy()})[0]
+        model, _ = model_from_checkpoint(checkpoints[family])
+        np.testing.assert_allclose(peak_map, model.net.harris_score(image).detach().numpy(), atol=1e-5)
 
 
 def test_a_file_that_differs_from_pytorch_is_refused_and_removed(checkpoints, tmp_path: Path, monkeypatch) -> None:
