@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from neurocorr.errors import ConfigError
-from neurocorr.models.detector.torch_model import DetectorParts, EquivariantDetector, handcrafted_responses, run_detector
+from neurocorr.models.detector.torch_model import (DetectorParts, EquivariantDetector, handcrafted_responses, harris_peak_map,
+                                                   run_detector)
 
 
 class DetectorExport(nn.Module):
@@ -71,8 +72,8 @@ class DetectorExport(nn.Module):
         outputs = run_detector(parts, image, self.level_sizes(h, w))
         if not self.peak_map:
             return outputs
-        harris = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # as EquivariantDetector.harris_score
-        return (*outputs, torch.sigmoid(self.harris_skip_init * harris))
+        harris = handcrafted_responses(image, self.handcrafted[:1], hessian=False)
+        return (*outputs, harris_peak_map(harris, self.harris_skip_init))
 
 
 def export_network(module: Any) -> DetectorExport:

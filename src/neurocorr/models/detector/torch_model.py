@@ -245,7 +245,7 @@ class EquivariantDetector(nn.Module):
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
         squashed = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # Harris alone
-        return torch.sigmoid(self.harris_skip_init * squashed), squashed_to_log(squashed)
+        return harris_peak_map(squashed, self.harris_skip_init), squashed_to_log(squashed)
 
     def forward(self, image: torch.Tensor) -> DetectorOutput:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
@@ -278,6 +278,12 @@ class DetectorParts(NamedTuple):
     score_residual: float = 0.0
     harris_log_input: bool = False
     harris_skip_form: str = "squashed"
+
+
+def harris_peak_map(squashed: torch.Tensor, skip: float) -> torch.Tensor:
+    """``sigmoid(skip x s)`` of the squashed Harris response ``s`` (any shape): the untrained score, the map a
+    ``peaks_from=harris`` model's keypoints are the peaks of (shared by the network and its export)."""
+    return torch.sigmoid(skip * squashed)
 
 
 def squashed_to_log(s: torch.Tensor) -> torch.Tensor:
