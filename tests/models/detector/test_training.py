@@ -13,7 +13,7 @@ from neurocorr.models.detector.augment import Photometric, WarpRanges, make_view
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.lightning_model import DetectorModule
 from neurocorr.models.detector.loss import (IndexProposal, PeakyRepeatability, ScoreMapTriplet, hardest_in_batch_triplet,
-                                           window_soft_argmax)
+                                           ring_offsets, shifted_negative_triplet, window_soft_argmax)
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import warp_image
 
@@ -151,6 +151,46 @@ def test_hardest_in_batch_triplet_takes_the_closest_wrong_descriptor() -> None:
     # two points of one image closer than exclude_px are not each other's negatives
     near = torch.zeros(1, 2, 2)
     assert hardest_in_batch_triplet(a[:1], p[:1], valid[:1], near, exclude_px=8.0) == 0
+
+
+def test_shifted_negative_triplet_takes_the_closest_shifted_descriptor() -> None:
+    a = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), dim=-1)
+    p = a.clone()
+    far = torch.nn.functional.normalize(torch.tensor([[[[-1.0, 0.0], [0.0, -1.0]], [[1.0, 0.0], [-1.0, 0.0]]]]), dim=-1)
+    valid = torch.ones(1, 2, dtype=torch.bool)
+    # point 0: shifted descriptors at distance 2 and sqrt(2) -> no loss with margin 0.2;
+    # point 1: one shifted descriptor at distance sqrt(2), one at 2 -> no loss either
+    assert shifted_negative_triplet(a, p, far, valid, margin=0.2) == 0
+    near = far.clone()
+    near[0, 1, 1] = torch.nn.functional.normalize(torch.tensor([0.1, 1.0]), dim=0)  # almost point 1's positive
+    d_as = (a[0, 1] - near[0, 1, 1]).norm()
+    expected = torch.relu(0.2 - d_as) / 2  # point 0 contributes 0; mean over the two valid points
+    torch.testing.assert_close(shifted_negative_triplet(a, p, near, valid, margin=0.2), expected)
+    # invalid points do not count
+    only0 = torch.tensor([[True, False]])
+    assert shifted_negative_triplet(a, p, near, only0, margin=0.2) == 0
+    with pytest.raises(ValueError, match=r"\(B, K, S, D\)"):
+        shifted_negative_triplet(a, p, near[:, :, 0], valid)
+    offsets = ring_offsets(2.0, 8)
+    assert offsets.shape == (8, 2)
+    torch.testing.assert_close(offsets.norm(dim=-1), torch.full((8,), 2.0, dtype=torch.float64))
+    torch.testing.assert_close(offsets.sum(0), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="radius"):
+        ring_offsets(0.0)
+
+
+def test_shifted_negatives_add_a_loss_that_trains_position_sensitive_descriptors() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(desc_shift_px=2.0, desc_shift_margin=0.5)
+    batch = module.on_after_batch_transfer(crops(3, 40), 0)
+    first = module.compute_loss(batch)
+    assert "shift_loss" in first and 0 < float(first["shift_loss"]) < float(first["desc_loss"]) + 1e-6
+    last = train_steps(module, batch, 15)
+    assert float(last["shift_loss"]) < float(first["shift_loss"]), (first["shift_loss"], last["shift_loss"])
+    assert "shift_loss" not in tiny_module().compute_loss(batch)  # off by default
+    for bad in ({"desc_shift_px": -1.0}, {"desc_shift_margin": 0.0}):
+        with pytest.raises(ConfigError, match="desc_shift"):
+            tiny_module(**bad)
 
 
 def test_losses_include_padding_orientation_and_descriptor_terms() -> None:

@@ -33,7 +33,8 @@ from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, de
                                                 detect_pyramid, keypoint_angles, rank_by, run_levels, sample_maps,
                                                 score_peaks)
 from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
-                                            mutual_match_correct, repeat_bce, repeat_targets)
+                                            mutual_match_correct, repeat_bce, repeat_targets, ring_offsets,
+                                            shifted_negative_triplet)
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.geometry import homography_grid, warp_mask, warp_points
@@ -52,6 +53,9 @@ class DetectorModule(NeurocorrModule):
         desc_weight, desc_margin, desc_top_k: descriptor loss weight, margin, keypoints per view.
         desc_mining: ``hardest`` (hardest negative of the batch) or ``roll`` (the same point in
             another image of the batch).
+        desc_shift_px, desc_shift_margin: > 0: each descriptor must also be closer to its positive than, by
+            the margin, to the other view's descriptors ``desc_shift_px`` px off the true position (8 directions;
+            ``loss.shifted_negative_triplet``), so that it tells a keypoint from its neighbours; 0 = off.
         ori_weight: weight of the orientation-consistency loss. pad_weight: weight of the padding /
             border suppression loss. score_weight: weight of both score-map terms (score loss and
             padding loss); 0 freezes the score (with ``net.harris_skip`` it stays the Harris ranking,
@@ -95,6 +99,7 @@ class DetectorModule(NeurocorrModule):
     def __init__(
         self, *, net: EquivariantDetector, loss: Optional[nn.Module] = None, descriptor: Optional[PolarDescriptor] = None,
         desc_weight: float = 1.0, desc_margin: float = 1.0, desc_top_k: int = 64, desc_mining: str = "hardest",
+        desc_shift_px: float = 0.0, desc_shift_margin: float = 0.2,
         ori_weight: float = 0.1, pad_weight: float = 1.0, score_weight: float = 1.0, peaks_from: str = "score",
         rank_weight: float = 0.0, rank_sigma: float = 1.0, rank_top_k: int = 64, rank_candidates: int = 512,
         rank_target: str = "repeat", warp: Optional[Mapping[str, Any]] = None, photometric: Optional[Mapping[str, Any]] = None,
@@ -117,6 +122,10 @@ class DetectorModule(NeurocorrModule):
         self.descriptor = descriptor if descriptor is not None else PolarDescriptor()
         self.desc_weight, self.desc_margin, self.desc_top_k = desc_weight, desc_margin, desc_top_k
         self.desc_mining, self.ori_weight, self.pad_weight = desc_mining, ori_weight, pad_weight
+        if desc_shift_px < 0 or desc_shift_margin <= 0:
+            raise ConfigError(f"model.desc_shift_px must be >= 0 (0 = off) and model.desc_shift_margin > 0, got "
+                              f"{desc_shift_px}, {desc_shift_margin}")
+        self.desc_shift_px, self.desc_shift_margin = float(desc_shift_px), float(desc_shift_margin)
         self.score_weight = float(score_weight)
         if peaks_from not in PEAK_SOURCES:
             raise ConfigError(f"model.peaks_from must be one of {PEAK_SOURCES}, got {peaks_from!r}")
@@ -342,6 +351,14 @@ class DetectorModule(NeurocorrModule):
             else:  # the same points in another image of the batch, read in its own orientation
                 d_n = self.descriptor(out2.features.roll(1, 0), xy2, keypoint_angles(out2.orientation.roll(1, 0), xy2))
                 desc_loss = descriptor_triplet(d_a, d_p, d_n, valid, self.desc_margin)
+            if self.desc_shift_px > 0:  # the same view 2 read a few px off: must be farther than the positive
+                off = ring_offsets(self.desc_shift_px).to(xy2)
+                k, s = xy2.shape[1], off.shape[0]
+                shifted = (xy2[:, :, None] + off).flatten(1, 2)
+                d_s = self.descriptor(out2.features, shifted, angle2.repeat_interleave(s, 1)).unflatten(1, (k, s))
+                shift_loss = shifted_negative_triplet(d_a, d_p, d_s, valid, self.desc_shift_margin)
+                desc_loss = desc_loss + shift_loss
+                result["shift_loss"] = shift_loss
             total = total + self.desc_weight * desc_loss
             result["desc_loss"] = desc_loss
         return total

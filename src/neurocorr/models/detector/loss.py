@@ -196,6 +196,39 @@ def hardest_in_batch_triplet(anchor: torch.Tensor, positive: torch.Tensor, valid
     return loss.mean()
 
 
+def ring_offsets(radius: float, count: int = 8) -> torch.Tensor:
+    """``(count, 2)`` offsets (x, y) in px, evenly spaced on a circle of ``radius`` px, the first along +x."""
+    if radius <= 0 or count < 1:
+        raise ValueError(f"ring_offsets needs radius > 0 and count >= 1, got {radius}, {count}")
+    t = torch.arange(count, dtype=torch.float64) * (2 * torch.pi / count)
+    return torch.stack([t.cos(), t.sin()], -1) * radius
+
+
+def shifted_negative_triplet(anchor: torch.Tensor, positive: torch.Tensor, shifted: torch.Tensor, valid: torch.Tensor,
+                             margin: float = 0.2) -> torch.Tensor:
+    """Spatial precision of unit descriptors: each anchor must be closer to its positive than, by ``margin``,
+    to the closest of ``shifted``, the other view's descriptors a few px off the true position (a neighbouring
+    keypoint there would otherwise match as well).
+
+    Args:
+        anchor, positive: ``(B, K, D)`` descriptors of the same points in the two views.
+        shifted: ``(B, K, S, D)`` descriptors of view 2 at ``S`` positions around each positive.
+        valid: ``(B, K)`` bool, the points that take part.
+    Returns the mean of ``relu(margin + d(a, p) - min_s d(a, shifted_s))`` over valid points (L2 distances).
+    """
+    if anchor.dim() != 3 or positive.shape != anchor.shape or valid.shape != anchor.shape[:2]:
+        raise ValueError(f"anchor and positive (B, K, D), valid (B, K); got {tuple(anchor.shape)}, "
+                         f"{tuple(positive.shape)}, {tuple(valid.shape)}")
+    if shifted.dim() != 4 or shifted.shape[:2] != anchor.shape[:2] or shifted.shape[-1] != anchor.shape[-1]:
+        raise ValueError(f"shifted must be (B, K, S, D) = ({anchor.shape[0]}, {anchor.shape[1]}, S, {anchor.shape[2]}), "
+                         f"got {tuple(shifted.shape)}")
+    d_ap = (anchor - positive).norm(dim=-1)
+    d_as = (anchor[:, :, None] - shifted).norm(dim=-1).min(-1).values
+    loss = F.relu(margin + d_ap - d_as)
+    v = valid.to(loss.dtype)
+    return (loss * v).sum() / v.sum().clamp(min=1.0)
+
+
 def window_soft_argmax(score: torch.Tensor, window: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft-argmax of ``score`` ``(B, 1, H, W)`` in each non-overlapping ``window x window`` cell
     (the map cropped to whole cells): ``(B, h, w, 2)`` positions (x, y) in px of the map, and
