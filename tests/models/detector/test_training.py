@@ -159,7 +159,7 @@ def test_shifted_negative_triplet_takes_the_closest_shifted_descriptor() -> None
     far = torch.nn.functional.normalize(torch.tensor([[[[-1.0, 0.0], [0.0, -1.0]], [[1.0, 0.0], [-1.0, 0.0]]]]), dim=-1)
     valid = torch.ones(1, 2, dtype=torch.bool)
     # point 0: shifted descriptors at distance 2 and sqrt(2) -> no loss with margin 0.2;
-    # point 1: one shifted descriptor at distance sqrt(2), one at 2 -> no loss either
+    # point 1: both shifted descriptors at distance sqrt(2) -> no loss either
     assert shifted_negative_triplet(a, p, far, valid, margin=0.2) == 0
     near = far.clone()
     near[0, 1, 1] = torch.nn.functional.normalize(torch.tensor([0.1, 1.0]), dim=0)  # almost point 1's positive

@@ -222,11 +222,9 @@ def shifted_negative_triplet(anchor: torch.Tensor, positive: torch.Tensor, shift
     if shifted.dim() != 4 or shifted.shape[:2] != anchor.shape[:2] or shifted.shape[-1] != anchor.shape[-1]:
         raise ValueError(f"shifted must be (B, K, S, D) = ({anchor.shape[0]}, {anchor.shape[1]}, S, {anchor.shape[2]}), "
                          f"got {tuple(shifted.shape)}")
-    d_ap = (anchor - positive).norm(dim=-1)
-    d_as = (anchor[:, :, None] - shifted).norm(dim=-1).min(-1).values
-    loss = F.relu(margin + d_ap - d_as)
-    v = valid.to(loss.dtype)
-    return (loss * v).sum() / v.sum().clamp(min=1.0)
+    closest = (anchor[:, :, None] - shifted).norm(dim=-1).argmin(-1)                          # (B, K)
+    negative = shifted.gather(2, closest[..., None, None].expand(-1, -1, 1, shifted.shape[-1]))[:, :, 0]
+    return descriptor_triplet(anchor, positive, negative, valid, margin)
 
 
 def window_soft_argmax(score: torch.Tensor, window: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
