@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.homography import corner_error, corners, estimate_homography, homography_auc
-from neurocorr.models.detector.keypoints import (describe_levels, detect_pyramid, laplacian_levels, run_levels,
-                                                score_peaks, snap_to_finest)
+from neurocorr.models.detector.keypoints import (describe_levels, detect_per_level, detect_pyramid, laplacian_levels,
+                                                run_levels, score_peaks, snap_to_finest)
 from neurocorr.models.detector.table import summarise
 from neurocorr.models.detector.torch_model import DetectorOutput
 from neurocorr.ops.geometry import warp_points
@@ -79,6 +79,37 @@ def test_pyramid_detection_reuses_levels_the_caller_has_run() -> None:
     assert torch.equal(reused.xy, fresh.xy) and torch.equal(best_reused, best)
     with pytest.raises(ValueError, match="precomputed levels"):
         detect_pyramid(net, None, blob, [1.0, 0.5], top_k=5, levels=levels[:1])
+
+
+def test_per_level_detection_keeps_a_structure_at_each_level_unless_deduplicated() -> None:
+    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blob = torch.exp(-((xs - 30) ** 2 + (ys - 34) ** 2) / (2 * 6.0**2))[None, None]
+    levels = run_levels(BlobNet(), blob, [1.0, 0.5])
+    maps = [out.score for _, out in levels]
+    kp, desc, lvl = detect_per_level(levels, maps, (64, 64), top_k=5, threshold=0.5, border=2)
+    assert kp.xy.shape == (1, 5, 2) and desc is None and lvl.shape == (1, 5)
+    assert int(kp.valid.sum()) == 2 and sorted(lvl[kp.valid].tolist()) == [0, 1]   # once per level
+    assert ((kp.xy[kp.valid] - torch.tensor([30.0, 34.0])).norm(dim=1) < 0.5).all()  # both mapped to the blob
+    assert bool(kp.valid[0, :2].all()) and kp.score[0, 0] >= kp.score[0, 1]           # ranked together, valid first
+    one, _, lvl_one = detect_per_level(levels, maps, (64, 64), top_k=5, threshold=0.5, border=2, dedupe_px=2.0)
+    assert int(one.valid.sum()) == 1 and int(lvl_one[one.valid]) == 0                  # the finest one kept
+
+
+def test_per_level_detection_maps_coarse_peaks_and_describes_in_their_level() -> None:
+    fine = torch.zeros(1, 1, 64, 64)
+    coarse = torch.zeros(1, 1, 32, 32)
+    coarse[0, 0, 12, 10] = 1.0                                          # a peak the fine level does not have
+    levels = [(torch.zeros(1, 1, 64, 64), BlobNet()(fine)), (torch.zeros(1, 1, 32, 32), BlobNet()(coarse))]
+    describe = lambda f, xy, a: xy  # noqa: E731  (the level's own coordinates)
+    kp, desc, lvl = detect_per_level(levels, [fine, coarse], (64, 64), top_k=3, threshold=0.5, border=2,
+                                     subpixel=False, describe=describe)
+    assert int(kp.valid.sum()) == 1 and int(lvl[0, 0]) == 1
+    torch.testing.assert_close(kp.xy[0, 0], torch.tensor([20.5, 24.5]))  # (p + 0.5) / 0.5 - 0.5
+    torch.testing.assert_close(desc[0, 0], torch.tensor([10.0, 12.0]))
+    with pytest.raises(ValueError, match="peak maps"):
+        detect_per_level(levels, [fine], (64, 64), top_k=3)
+    with pytest.raises(ValueError, match="dedupe_px"):
+        detect_per_level(levels, [fine, coarse], (64, 64), top_k=3, dedupe_px=-1.0)
 
 
 def test_snap_to_finest_moves_points_onto_the_fine_peak_beside_them() -> None:

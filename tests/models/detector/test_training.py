@@ -276,6 +276,33 @@ def test_describe_scales_give_every_keypoint_a_descriptor_per_level() -> None:
     torch.testing.assert_close(desc.norm(dim=-1), torch.ones(2, 20, 2))
 
 
+def test_per_level_pyramid_detection_finds_points_on_each_level() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(top_k=400, scales=[1.0, 0.5], pyramid_nms="per_level", describe_scales=[1.0, 0.5]).eval()
+    image = module.on_after_batch_transfer(crops(2, 48), 0)["image1"]
+    with torch.no_grad():
+        kp, desc, score = module.detect(image)
+        module.level_dedupe_px = 8.0                                   # coarse points this close to a fine one
+        deduped, _, _ = module.detect(image)
+        module.scales = [1.0]
+        fine, _, _ = module.detect(image)
+    assert desc.shape == (2, 400, 2, desc.shape[-1]) and score.shape == (2, 1, 48, 48)
+    ranked = torch.where(kp.valid, kp.score, torch.full_like(kp.score, -1.0))
+    assert bool((ranked[:, :-1] >= ranked[:, 1:]).all())                # all levels ranked together, valid first
+    n, n_deduped, n_fine = (int(k.valid.sum()) for k in (kp, deduped, fine))
+    assert n_fine < n and n_fine <= n_deduped < n                      # the coarse level adds points, some near fine ones
+    near_fine = torch.cdist(kp.xy[0][kp.valid[0]], fine.xy[0][fine.valid[0]]).min(1).values
+    assert int((near_fine < 0.05).sum()) >= int(fine.valid[0].sum())  # the fine level's points are all there
+    # (0.05 px: a 1-D fit on the sigmoid's flat top moves with the last bits of the network's output)
+
+
+@pytest.mark.parametrize("bad", [{"pyramid_nms": "orb"}, {"level_dedupe_px": -1.0},
+                                 {"pyramid_nms": "per_level", "snap_finest": True}])
+def test_bad_pyramid_settings_are_config_errors(bad: dict) -> None:
+    with pytest.raises(ConfigError, match="pyramid_nms|snap_finest"):
+        tiny_module(scales=[1.0, 0.5], **bad)
+
+
 def test_validation_logs_repeatability_matching_and_their_mean() -> None:
     module = tiny_module(eval_settings=[[50, 3.0]], top_k=50)
     logged = {}

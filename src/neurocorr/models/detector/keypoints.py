@@ -177,6 +177,58 @@ def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], descr
     return torch.stack(out, 2)
 
 
+PYRAMID_NMS = ("scale_space", "per_level")
+
+
+def detect_per_level(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], peak_maps: Sequence[torch.Tensor],
+                     size: tuple[int, int], top_k: int, threshold: float = 0.0, nms_window: int = 3, border: int = 4,
+                     subpixel: bool | str = True, dedupe_px: float = 0.0, describe: Optional[Describe] = None,
+                     ) -> tuple[Keypoints, Optional[torch.Tensor], torch.Tensor]:
+    """Keypoints found on each pyramid level's own map and ranked together, as ORB ranks its levels.
+
+    ``levels``: :func:`run_levels` output (level image ``(B, C, h_l, w_l)``, network output);
+    ``peak_maps``: the map ``(B, 1, h_l, w_l)`` of each level whose peaks are the keypoints. Each level's
+    peaks (``nms_window`` and ``border`` in level pixels, refined on that level) are mapped to the
+    ``size`` = (H, W) image (``(p + 0.5) / s - 0.5``) and take that level's orientation there; all
+    levels' points are sorted by score and the best ``top_k`` kept. Unlike :func:`detect_pyramid`,
+    a structure seen at several levels may be kept once per level. ``dedupe_px`` > 0: a level's points
+    within that distance (image px) of a finer level's point are dropped, so each structure keeps its
+    finest position. ``describe(features, xy, angle)``: each point described in its own level.
+
+    Returns (keypoints ``(B, top_k)``, descriptors ``(B, top_k, D)`` or None, level index ``(B, top_k)``
+    into ``levels``).
+    """
+    if len(peak_maps) != len(levels) or not levels:
+        raise ValueError(f"detect_per_level: {len(peak_maps)} peak maps for {len(levels)} levels")
+    if dedupe_px < 0:
+        raise ValueError(f"dedupe_px must be >= 0, got {dedupe_px}")
+    order = sorted(range(len(levels)), key=lambda i: -levels[i][0].shape[-2] * levels[i][0].shape[-1])  # finest first
+    xs, ss, angs, vals, lvls, descs = [], [], [], [], [], []
+    for i in order:
+        (level, out), peaks = levels[i], peak_maps[i]
+        kp = detect_keypoints(peaks, out.orientation, top_k, threshold, nms_window, border, subpixel)
+        xy = resize_points(kp.xy, tuple(level.shape[-2:]), size)
+        valid = kp.valid
+        if dedupe_px > 0 and xs:
+            finer, finer_valid = torch.cat(xs, 1), torch.cat(vals, 1)
+            d = torch.cdist(xy.double(), finer.double()).masked_fill(~finer_valid[:, None, :], float("inf"))
+            valid = valid & ~(d.min(2).values < dedupe_px) if d.shape[2] else valid
+        xs.append(xy)
+        ss.append(kp.score)
+        angs.append(kp.angle)
+        vals.append(valid)
+        lvls.append(torch.full_like(kp.score, i, dtype=torch.long))
+        if describe is not None:
+            descs.append(describe(out.features, kp.xy, kp.angle))
+    score = torch.cat(ss, 1)
+    valid = torch.cat(vals, 1)
+    k = min(top_k, score.shape[1])
+    pick = torch.where(valid, score, torch.full_like(score, float("-inf"))).topk(k, dim=1).indices
+    take = lambda t: t.gather(1, pick if t.dim() == 2 else pick[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731
+    kp = Keypoints(xy=take(torch.cat(xs, 1)), score=take(score), angle=take(torch.cat(angs, 1)), valid=take(valid))
+    return kp, (take(torch.cat(descs, 1)) if descs else None), take(torch.cat(lvls, 1))
+
+
 def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Optional[Describe], image: torch.Tensor,
                    scales: Sequence[float], top_k: int, threshold: float = 0.0, nms_window: int = 3,
                    border: int = 4, subpixel: bool | str = True, snap_finest: bool = False,

@@ -29,9 +29,9 @@ from neurocorr.models.detector.augment import Photometric, WarpRanges, make_view
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
-from neurocorr.models.detector.keypoints import (SCALE_SELECTIONS, Keypoints, describe_levels, detect_keypoints,
-                                                detect_pyramid, keypoint_angles, rank_by, run_levels, sample_maps,
-                                                score_peaks)
+from neurocorr.models.detector.keypoints import (PYRAMID_NMS, SCALE_SELECTIONS, Keypoints, describe_levels,
+                                                detect_keypoints, detect_per_level, detect_pyramid, keypoint_angles,
+                                                rank_by, run_levels, sample_maps, score_peaks)
 from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
                                             mutual_match_correct, repeat_bce, repeat_targets, ring_offsets,
                                             shifted_negative_triplet)
@@ -81,6 +81,11 @@ class DetectorModule(NeurocorrModule):
             peaks are the Harris score's but whose strong corners are not flattened by the sigmoid; positions
             only, the keypoints and their order are the same).
         scales: image pyramid of the test-time detection (``[1.0]`` = one scale).
+        pyramid_nms: how ``scales`` > 1 level are searched: ``scale_space`` (one keypoint per structure, at the
+            level that answers most) or ``per_level`` (each level's own peaks, ranked together as ORB ranks its
+            levels; a structure may be kept at several levels; ``keypoints.detect_per_level``).
+        level_dedupe_px: with ``per_level``, a level's points within this many px of a finer level's point are
+            dropped (0 = keep them).
         snap_finest: pyramid keypoints move to the finest level's own peak beside them (1-px localisation).
         scale_select: the pyramid level a keypoint is described in: ``score`` (its highest score) or
             ``laplacian`` (the characteristic scale: the largest scale-normalised Laplacian of Gaussian).
@@ -105,6 +110,7 @@ class DetectorModule(NeurocorrModule):
         rank_target: str = "repeat", warp: Optional[Mapping[str, Any]] = None, photometric: Optional[Mapping[str, Any]] = None,
         border: int = 4, top_k: int = 2000, nms_window: int = 3, threshold: float = 0.0, detect_border: int = 4,
         subpixel: bool | str = True, subpixel_map: str = "peaks", scales: Sequence[float] = (1.0,),
+        pyramid_nms: str = "scale_space", level_dedupe_px: float = 0.0,
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac",
@@ -153,6 +159,13 @@ class DetectorModule(NeurocorrModule):
         self.border, self.top_k, self.nms_window = border, top_k, nms_window
         self.threshold, self.detect_border, self.subpixel = threshold, detect_border, subpixel
         self.scales = [float(s) for s in scales]
+        if pyramid_nms not in PYRAMID_NMS or level_dedupe_px < 0:
+            raise ConfigError(f"model.pyramid_nms must be one of {PYRAMID_NMS} and model.level_dedupe_px >= 0, got "
+                              f"{pyramid_nms!r}, {level_dedupe_px}")
+        if pyramid_nms == "per_level" and snap_finest:
+            raise ConfigError("model.snap_finest is for model.pyramid_nms=scale_space; per_level refines each "
+                              "point on its own level (model.level_dedupe_px keeps the finest of a structure's points)")
+        self.pyramid_nms, self.level_dedupe_px = pyramid_nms, float(level_dedupe_px)
         self.snap_finest = bool(snap_finest)
         if scale_select not in SCALE_SELECTIONS:
             raise ConfigError(f"model.scale_select must be one of {SCALE_SELECTIONS}, got {scale_select!r}")
@@ -208,6 +221,15 @@ class DetectorModule(NeurocorrModule):
                 kp = rank_by(kp, out.score)
             score = out.score
             desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
+        elif self.pyramid_nms == "per_level":
+            described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
+            own = [described[s] if s in described else run_levels(self.net, image, [s])[0] for s in self.scales]
+            size = tuple(image.shape[-2:])
+            kp, desc, _ = detect_per_level(own, [self.peak_map(level, out.score) for level, out in own], size,
+                                           self.top_k, self.threshold, self.nms_window, self.detect_border,
+                                           self.subpixel, self.level_dedupe_px, None if levels else self.descriptor)
+            score = torch.stack([F.interpolate(out.score, size=size, mode="bilinear", align_corners=False)
+                                 if out.score.shape[-2:] != size else out.score for _, out in own], 0).amax(0)
         else:
             describe = None if levels else self.descriptor  # described below at every level instead
             described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
