@@ -177,6 +177,12 @@ def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], descr
     return torch.stack(out, 2)
 
 
+def level_scores_at(outs: Sequence[DetectorOutput], size: tuple[int, int]) -> list[torch.Tensor]:
+    """Each pyramid level's score map resized (bilinear) to the ``size`` = (H, W) image: ``(B, 1, H, W)`` each."""
+    return [out.score if tuple(out.score.shape[-2:]) == tuple(size) else
+            F.interpolate(out.score, size=size, mode="bilinear", align_corners=False) for out in outs]
+
+
 PYRAMID_NMS = ("scale_space", "per_level")
 
 
@@ -212,7 +218,7 @@ def detect_per_level(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], peak
         if dedupe_px > 0 and xs:
             finer, finer_valid = torch.cat(xs, 1), torch.cat(vals, 1)
             d = torch.cdist(xy.double(), finer.double()).masked_fill(~finer_valid[:, None, :], float("inf"))
-            valid = valid & ~(d.min(2).values < dedupe_px) if d.shape[2] else valid
+            valid = valid & ~(d.min(2).values < dedupe_px)
         xs.append(xy)
         ss.append(kp.score)
         angs.append(kp.angle)
@@ -261,8 +267,7 @@ def detect_pyramid(net: Callable[[torch.Tensor], DetectorOutput], describe: Opti
         raise ValueError(f"detect_pyramid: {len(levels)} precomputed levels for {len(scales)} scales")
     outs = [out for _, out in levels]
     sizes = [tuple(level.shape[-2:]) for level, _ in levels]
-    maps = [out.score if size == (h, w) else F.interpolate(out.score, size=(h, w), mode="bilinear", align_corners=False)
-            for out, size in zip(outs, sizes)]
+    maps = level_scores_at(outs, (h, w))
     stack = torch.cat(maps, 1)                                                       # (B, L, H, W)
     best, best_level = stack.max(1, keepdim=True)
     xy, score, valid = score_peaks(best, top_k, threshold, nms_window, border, subpixel)

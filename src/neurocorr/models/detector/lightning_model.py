@@ -31,7 +31,7 @@ from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
 from neurocorr.models.detector.keypoints import (PYRAMID_NMS, SCALE_SELECTIONS, Keypoints, describe_levels,
                                                 detect_keypoints, detect_per_level, detect_pyramid, keypoint_angles,
-                                                rank_by, run_levels, sample_maps, score_peaks)
+                                                level_scores_at, rank_by, run_levels, sample_maps, score_peaks)
 from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
                                             mutual_match_correct, repeat_bce, repeat_targets, ring_offsets,
                                             shifted_negative_triplet)
@@ -208,9 +208,9 @@ class DetectorModule(NeurocorrModule):
         """Keypoints ``(B, K)``, descriptors (``(B, K, D)``, or ``(B, K, L, D)`` with ``describe_scales``)
         and the score map ``(B, 1, H, W)`` of images ``(B, C, H, W)`` in [0, 1], over the pyramid ``scales``."""
         levels = run_levels(self.net, image, self.describe_scales) if self.describe_scales else []
+        described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
         if self.scales == [1.0]:
-            full = [o for s, (_, o) in zip(self.describe_scales, levels) if s == 1.0]  # reuse the described level
-            out = full[0] if full else self.net(image)
+            out = described[1.0][1] if 1.0 in described else self.net(image)  # reuse the described level
             if self.subpixel_map == "harris_log":  # one Harris response: the peaks' map and the fits' map
                 where, refine_on = self.net.harris_score_and_log(image)
             else:
@@ -222,17 +222,14 @@ class DetectorModule(NeurocorrModule):
             score = out.score
             desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
         elif self.pyramid_nms == "per_level":
-            described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
             own = [described[s] if s in described else run_levels(self.net, image, [s])[0] for s in self.scales]
             size = tuple(image.shape[-2:])
             kp, desc, _ = detect_per_level(own, [self.peak_map(level, out.score) for level, out in own], size,
                                            self.top_k, self.threshold, self.nms_window, self.detect_border,
                                            self.subpixel, self.level_dedupe_px, None if levels else self.descriptor)
-            score = torch.stack([F.interpolate(out.score, size=size, mode="bilinear", align_corners=False)
-                                 if out.score.shape[-2:] != size else out.score for _, out in own], 0).amax(0)
+            score = torch.cat(level_scores_at([out for _, out in own], size), 1).amax(1, keepdim=True)
         else:
             describe = None if levels else self.descriptor  # described below at every level instead
-            described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
             shared = [described[s] for s in self.scales] if all(s in described for s in self.scales) else None
             kp, desc, score = detect_pyramid(self.net, describe, image, self.scales, self.top_k, self.threshold,
                                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest,
