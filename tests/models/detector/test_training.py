@@ -11,6 +11,7 @@ import torch
 from neurocorr.errors import ConfigError
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views, photometric
 from neurocorr.models.detector.descriptor import PolarDescriptor
+from neurocorr.ops.affine_shape import AffineShape
 from neurocorr.models.detector.lightning_model import DetectorModule
 from neurocorr.models.detector.loss import (IndexProposal, PeakyRepeatability, ScoreMapTriplet, hardest_in_batch_triplet,
                                            ring_offsets, shifted_negative_triplet, window_soft_argmax)
@@ -294,6 +295,29 @@ def test_per_level_pyramid_detection_finds_points_on_each_level() -> None:
     near_fine = torch.cdist(kp.xy[0][kp.valid[0]], fine.xy[0][fine.valid[0]]).min(1).values
     assert int((near_fine < 0.05).sum()) >= int(fine.valid[0].sum())  # the fine level's points are all there
     # (0.05 px: a 1-D fit on the sigmoid's flat top moves with the last bits of the network's output)
+
+
+@pytest.mark.parametrize("levels", [[], [1.0, 0.5]])
+def test_affine_shapes_change_descriptors_not_keypoints(levels: list) -> None:
+    torch.manual_seed(0)
+    module = tiny_module(top_k=20, describe_scales=levels).eval()
+    image = module.on_after_batch_transfer(crops(2, 48), 0)["image1"]
+    with torch.no_grad():
+        kp, circles, _ = module.detect(image)
+        module.affine = AffineShape(sigma=3.0, max_ratio=4.0)
+        kp_a, ellipses, _ = module.detect(image)
+        borrowed = module.describe(image, kp_a.xy)                      # what Harris / Hessian points are given
+    torch.testing.assert_close(kp_a.xy, kp.xy)
+    assert ellipses.shape == circles.shape
+    assert float((ellipses - circles).abs().max()) > 1e-3              # the rings moved
+    torch.testing.assert_close(borrowed, ellipses)                      # baselines are described alike
+
+
+@pytest.mark.parametrize("bad", [{"affine_sigma": -1.0}, {"affine_max_ratio": 0.5},
+                                 {"affine_sigma": 5.0, "scales": [1.0, 0.5]}])
+def test_bad_affine_settings_are_config_errors(bad: dict) -> None:
+    with pytest.raises(ConfigError, match="affine_sigma"):
+        tiny_module(**bad)
 
 
 @pytest.mark.parametrize("bad", [{"pyramid_nms": "orb"}, {"level_dedupe_px": -1.0},

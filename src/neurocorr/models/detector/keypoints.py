@@ -94,7 +94,7 @@ def rank_by(kp: Keypoints, score: torch.Tensor) -> Keypoints:
     return Keypoints(xy=pick(kp.xy), score=pick(s), angle=pick(kp.angle), valid=pick(kp.valid))
 
 
-Describe = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Describe = Callable[..., torch.Tensor]  # (features, xy, angle[, shape]) -> (B, K, D)
 
 
 def snap_to_finest(fine: torch.Tensor, xy: torch.Tensor, subpixel: bool | str = True) -> torch.Tensor:
@@ -163,17 +163,26 @@ def run_levels(net: Callable[[torch.Tensor], DetectorOutput], image: torch.Tenso
     return levels
 
 
+Shapes = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (image, xy (B, K, 2)) -> (B, K, 2, 2)
+
+
 def describe_levels(levels: Sequence[tuple[torch.Tensor, DetectorOutput]], describe: Describe, xy: torch.Tensor,
-                    size: tuple[int, int]) -> torch.Tensor:
+                    size: tuple[int, int], shapes: Optional[Shapes] = None) -> torch.Tensor:
     """Descriptors ``(B, K, L, D)`` of keypoints ``xy`` ``(B, K, 2)`` (pixels of the ``size`` = (H, W)
     image) at every level of :func:`run_levels`: at level ``l`` the point is ``(xy + 0.5) s_l - 0.5``
     and its orientation is the level's own orientation head there. Matched by the smallest distance
     over level pairs (``matching.descriptor_distance``), so a zoom between two images is met by the
-    pair of levels that sees the structure at one size (the pyramid's factors bound the zoom range)."""
+    pair of levels that sees the structure at one size (the pyramid's factors bound the zoom range).
+    ``shapes(level_image, xy_l)``: an affine shape per point (``ops.affine_shape.AffineShape``) read on
+    each level's own image, so its window is in level pixels and follows the level pairing."""
     out = []
     for level, net_out in levels:
         xy_l = resize_points(xy, size, level.shape[-2:])
-        out.append(describe(net_out.features, xy_l, keypoint_angles(net_out.orientation, xy_l)))
+        angle = keypoint_angles(net_out.orientation, xy_l)
+        if shapes is None:
+            out.append(describe(net_out.features, xy_l, angle))
+        else:
+            out.append(describe(net_out.features, xy_l, angle, shapes(level, xy_l)))
     return torch.stack(out, 2)
 
 

@@ -27,6 +27,7 @@ from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views
 from neurocorr.models.detector.descriptor import PolarDescriptor
+from neurocorr.ops.affine_shape import AffineShape
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
 from neurocorr.models.detector.keypoints import (PYRAMID_NMS, SCALE_SELECTIONS, Keypoints, describe_levels,
@@ -92,6 +93,10 @@ class DetectorModule(NeurocorrModule):
         describe_scales: empty = one descriptor per keypoint ``(B, K, D)``, read at its detection level;
             else every keypoint is described at each of these pyramid levels ``(B, K, L, D)`` and
             matched by the best level pair (zoom between images; ``keypoints.describe_levels``).
+        affine_sigma, affine_max_ratio: > 0: at inference (``detect``, ``describe``) the descriptor's rings
+            follow each point's affine shape (``ops.affine_shape``: the second-moment matrix in a window of
+            ``affine_sigma`` px of each described level, axis ratio at most ``affine_max_ratio``), as
+            Harris-Affine normalises its regions; 0 = circular rings. Training samples circles.
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
         match_threshold, homography_top_k, ransac_px, ransac_method, baselines, model_descriptor_baselines,
         figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
@@ -112,6 +117,7 @@ class DetectorModule(NeurocorrModule):
         subpixel: bool | str = True, subpixel_map: str = "peaks", scales: Sequence[float] = (1.0,),
         pyramid_nms: str = "scale_space", level_dedupe_px: float = 0.0,
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
+        affine_sigma: float = 0.0, affine_max_ratio: float = 4.0,
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac",
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
@@ -173,6 +179,13 @@ class DetectorModule(NeurocorrModule):
         if any(not 0 < float(s) <= 1 for s in describe_scales):
             raise ConfigError(f"model.describe_scales must be factors in (0, 1], got {list(describe_scales)}")
         self.describe_scales = [float(s) for s in describe_scales]
+        if affine_sigma < 0 or affine_max_ratio < 1:
+            raise ConfigError(f"model.affine_sigma must be >= 0 px (0 = circular rings) and model.affine_max_ratio >= 1, "
+                              f"got {affine_sigma}, {affine_max_ratio}")
+        if affine_sigma > 0 and not self.describe_scales and self.scales != [1.0]:
+            raise ConfigError("model.affine_sigma describes points on each level's own image: with model.scales "
+                              f"{self.scales} set model.describe_scales too (or model.affine_sigma=0)")
+        self.affine = AffineShape(affine_sigma, affine_max_ratio) if affine_sigma > 0 else None
         if ransac_method not in ESTIMATORS:
             raise ConfigError(f"model.ransac_method must be one of {sorted(ESTIMATORS)}, got {ransac_method!r}")
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
@@ -220,7 +233,7 @@ class DetectorModule(NeurocorrModule):
             if self.peaks_from == "harris":
                 kp = rank_by(kp, out.score)
             score = out.score
-            desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle)
+            desc = None if levels else self.descriptor(out.features, kp.xy, kp.angle, self.point_shapes(image, kp.xy))
         elif self.pyramid_nms == "per_level":
             own = [described[s] if s in described else run_levels(self.net, image, [s])[0] for s in self.scales]
             size = tuple(image.shape[-2:])
@@ -235,7 +248,7 @@ class DetectorModule(NeurocorrModule):
                                              self.nms_window, self.detect_border, self.subpixel, self.snap_finest,
                                              self.scale_select, levels=shared)
         if levels:
-            desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]))
+            desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]), self.affine)
         return kp, desc, score
 
     def peak_map(self, image: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
@@ -249,9 +262,14 @@ class DetectorModule(NeurocorrModule):
         the orientation head, or at each of ``describe_scales``."""
         if self.describe_scales:
             return describe_levels(run_levels(self.net, image, self.describe_scales), self.descriptor, xy,
-                                   tuple(image.shape[-2:]))
+                                   tuple(image.shape[-2:]), self.affine)
         out = self.net(image)
-        return self.descriptor(out.features, xy, keypoint_angles(out.orientation, xy))
+        return self.descriptor(out.features, xy, keypoint_angles(out.orientation, xy), self.point_shapes(image, xy))
+
+    def point_shapes(self, image: torch.Tensor, xy: torch.Tensor) -> Optional[torch.Tensor]:
+        """Affine shapes ``(B, K, 2, 2)`` of points ``xy`` ``(B, K, 2)`` in images ``(B, C, H, W)`` with
+        ``affine_sigma`` > 0 (the descriptor's rings become ellipses), else None (circular rings)."""
+        return None if self.affine is None else self.affine(image, xy)
 
     # ------------------------------------------------------------------ data
 
