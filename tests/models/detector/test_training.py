@@ -297,6 +297,27 @@ def test_per_level_pyramid_detection_finds_points_on_each_level() -> None:
     # (0.05 px: a 1-D fit on the sigmoid's flat top moves with the last bits of the network's output)
 
 
+def test_per_level_points_without_describe_scales_are_described_in_their_own_level() -> None:
+    torch.manual_seed(0)
+    module = tiny_module(top_k=60, scales=[1.0, 0.5], pyramid_nms="per_level").eval()
+    image = module.on_after_batch_transfer(crops(1, 48), 0)["image1"]
+    with torch.no_grad():
+        kp, desc, _ = module.detect(image)
+        module.scales = [1.0]
+        fine, fine_desc, _ = module.detect(image)
+    assert desc.shape == (1, 60, fine_desc.shape[-1])
+    d = torch.cdist(kp.xy[0], fine.xy[0]).masked_fill(~fine.valid[0][None], float("inf"))
+    dist, j = d.min(1)
+    same = kp.valid[0] & (dist < 1e-3) & (kp.score[0] == fine.score[0][j])  # the fine level's own points
+    assert int(same.sum()) > 0 and int((kp.valid[0] & ~same).sum()) > 0   # and coarse ones besides
+    torch.testing.assert_close(desc[0][same], fine_desc[0][j[same]], atol=1e-4, rtol=0)
+    coarse = kp.valid[0] & ~same
+    assert float((desc[0][coarse].norm(dim=-1) - 1).abs().max()) < 1e-5
+    with torch.no_grad():
+        at_full_resolution = module.describe(image, kp.xy)[0]
+    assert float((desc[0][coarse] - at_full_resolution[coarse]).abs().max()) > 1e-3  # read in the coarse level
+
+
 @pytest.mark.parametrize("levels", [[], [1.0, 0.5]])
 def test_affine_shapes_change_descriptors_not_keypoints(levels: list) -> None:
     torch.manual_seed(0)
