@@ -27,7 +27,6 @@ from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views
 from neurocorr.models.detector.descriptor import PolarDescriptor
-from neurocorr.ops.affine_shape import AffineShape
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
 from neurocorr.models.detector.keypoints import (PYRAMID_NMS, SCALE_SELECTIONS, Keypoints, describe_levels,
@@ -38,6 +37,7 @@ from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_tripl
                                             shifted_negative_triplet)
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
+from neurocorr.ops.affine_shape import AffineShape
 from neurocorr.ops.geometry import homography_grid, warp_mask, warp_points
 from neurocorr.ops.peaks import square_max
 
