@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # pytest-xdist worker processes for `make test` (TEST_WORKERS=0: the whole suite in one process)
 TEST_WORKERS ?= 2
+# worksteal: an idle worker takes queued tests from the busy one, so the long end-to-end tests (DVC, sweeps)
+# do not leave one worker idle at the end (7:07 against 7:29 with the default split on 2 cores)
+XDIST := --dist worksteal
 
 .PHONY: train test test-fast mlflow-ui lint clean-runs ray
 
@@ -18,10 +21,10 @@ train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(XDIST) $(ARGS)
 
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(XDIST) -m "not slow" $(ARGS)
 
 ray: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[ray]"
