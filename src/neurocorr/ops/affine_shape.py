@@ -12,12 +12,12 @@ square root is in closed form (no eigen-solver), so it runs anywhere a tensor do
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d, spatial_gradient
+from kornia.filters import spatial_gradient
 from torch import nn
+
+from neurocorr.ops.filters import gaussian_blur
+from neurocorr.ops.geometry import sample_maps
 
 
 def second_moments(image: torch.Tensor, sigma: float, derivative_sigma: float = 1.0) -> torch.Tensor:
@@ -28,15 +28,10 @@ def second_moments(image: torch.Tensor, sigma: float, derivative_sigma: float = 
         raise ValueError(f"second_moments expects a (B, C, H, W) image, got {tuple(image.shape)}")
     if sigma <= 0 or derivative_sigma <= 0:
         raise ValueError(f"sigma and derivative_sigma must be > 0 px, got {sigma}, {derivative_sigma}")
-
-    def blur(x: torch.Tensor, s: float) -> torch.Tensor:
-        k = 2 * math.ceil(3 * s) + 1
-        return gaussian_blur2d(x, (k, k), (s, s), border_type="reflect")
-
     grey = image.mean(1, keepdim=True)
-    grad = spatial_gradient(blur(grey, derivative_sigma), mode="sobel")                 # (B, 1, 2, H, W)
+    grad = spatial_gradient(gaussian_blur(grey, derivative_sigma), mode="sobel")         # (B, 1, 2, H, W)
     ix, iy = grad[:, :, 0], grad[:, :, 1]
-    return blur(torch.cat([ix * ix, ix * iy, iy * iy], 1), sigma)
+    return gaussian_blur(torch.cat([ix * ix, ix * iy, iy * iy], 1), sigma)
 
 
 def normalising_shape(moments: torch.Tensor, max_ratio: float = 4.0) -> torch.Tensor:
@@ -73,12 +68,7 @@ def affine_shapes(image: torch.Tensor, xy: torch.Tensor, sigma: float = 5.0, max
     if xy.dim() != 3 or xy.shape[-1] != 2 or image.dim() != 4 or xy.shape[0] != image.shape[0]:
         raise ValueError(f"affine_shapes expects image (B, C, H, W) and xy (B, K, 2), got {tuple(image.shape)}, "
                          f"{tuple(xy.shape)}")
-    moments = second_moments(image, sigma, derivative_sigma)
-    h, w = moments.shape[-2:]
-    grid = torch.stack([2 * xy[..., 0] / max(w - 1, 1) - 1, 2 * xy[..., 1] / max(h - 1, 1) - 1], -1)
-    at = F.grid_sample(moments, grid[:, None].to(moments.dtype), mode="bilinear", padding_mode="border",
-                       align_corners=True)[:, :, 0].transpose(1, 2)                          # (B, K, 3)
-    return normalising_shape(at, max_ratio)
+    return normalising_shape(sample_maps(second_moments(image, sigma, derivative_sigma), xy), max_ratio)
 
 
 class AffineShape(nn.Module):

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import kornia.geometry.transform as KT
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -140,6 +141,15 @@ def visibility_mask(H: torch.Tensor, size_from: Sequence[int], size_to: Sequence
     grid = torch.stack([xs, ys], -1).view(1, -1, 2)
     vis = inside(warp_points(grid, H.float()), size_to)
     return vis.view(-1, 1, h, w).float()
+
+
+def sample_maps(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of ``maps`` ``(B, C, H, W)`` at points ``xy`` ``(B, K, 2)`` -> ``(B, K, C)`` (borders
+    repeated outside the map)."""
+    h, w = maps.shape[-2:]
+    grid = torch.stack([2 * xy[..., 0] / max(w - 1, 1) - 1, 2 * xy[..., 1] / max(h - 1, 1) - 1], -1)
+    out = F.grid_sample(maps, grid.unsqueeze(1).to(maps.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    return out[:, :, 0].transpose(1, 2)
 
 
 def resize_points(points: torch.Tensor, size_from: Sequence[int], size_to: Sequence[int]) -> torch.Tensor:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Optional, Sequence
 
-import math
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d, laplacian
+from kornia.filters import laplacian
 
 from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
-from neurocorr.ops.geometry import resize_points
+from neurocorr.ops.filters import gaussian_blur
+from neurocorr.ops.geometry import resize_points, sample_maps
 from neurocorr.ops.peaks import find_peaks, refine_subpixel, refine_subpixel_2d
 
 
@@ -25,14 +25,6 @@ class Keypoints(NamedTuple):
     score: torch.Tensor
     angle: torch.Tensor
     valid: torch.Tensor
-
-
-def sample_maps(maps: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
-    """Bilinear values of ``maps`` ``(B, C, H, W)`` at points ``xy`` ``(B, K, 2)`` -> ``(B, K, C)``."""
-    h, w = maps.shape[-2:]
-    grid = torch.stack([2 * xy[..., 0] / max(w - 1, 1) - 1, 2 * xy[..., 1] / max(h - 1, 1) - 1], -1)
-    out = F.grid_sample(maps, grid.unsqueeze(1).to(maps.dtype), mode="bilinear", padding_mode="border", align_corners=True)
-    return out[:, :, 0].transpose(1, 2)
 
 
 def keypoint_angles(orientation: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
@@ -135,11 +127,10 @@ def laplacian_levels(levels: Sequence[torch.Tensor], xy: torch.Tensor, size: tup
     width ``sigma`` level pixels is largest. A fixed sigma in level pixels is sigma / s image pixels,
     and the level's derivatives carry the factor 1 / s^2, so the responses are scale-normalised as
     they stand (Lindeberg): the argmax is the keypoint's characteristic scale."""
-    k = 2 * math.ceil(3 * sigma) + 1
     responses = []
     for img in levels:
         grey = img.mean(1, keepdim=True)
-        log = laplacian(gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect"), 3, normalized=False).abs()
+        log = laplacian(gaussian_blur(grey, sigma), 3, normalized=False).abs()
         responses.append(sample_maps(log, resize_points(xy, size, img.shape[-2:]))[..., 0])
     return torch.stack(responses, -1).argmax(-1)
 

@@ -33,11 +33,11 @@ import torch
 import kornia.feature as KF
 import torch.nn.functional as F
 from e2cnn import gspaces
-from kornia.filters import gaussian_blur2d
 from e2cnn import nn as enn
 from torch import nn
 
 from neurocorr.errors import ConfigError
+from neurocorr.ops.filters import gaussian_blur
 from neurocorr.ops.peaks import square_max
 
 HARRIS_SKIP_FORMS = ("squashed", "log")
@@ -77,8 +77,7 @@ def handcrafted_responses(image: torch.Tensor, sigmas: tuple[float, ...], hessia
     grey = image.mean(1, keepdim=True) if image.shape[1] > 1 else image
     maps = []
     for sigma in sigmas:
-        k = 2 * math.ceil(3 * sigma) + 1
-        blurred = grey if sigma <= 0 else gaussian_blur2d(grey, (k, k), (sigma, sigma), border_type="reflect")
+        blurred = grey if sigma <= 0 else gaussian_blur(grey, sigma)
         maps += [KF.harris_response(blurred, k=0.04)] + ([KF.hessian_response(blurred)] if hessian else [])
     stack = torch.cat(maps, 1)
     stack = stack / stack.abs().mean((-2, -1), keepdim=True).clamp(min=1e-12)
@@ -90,14 +89,9 @@ def normalised_image(image: torch.Tensor, blurs: tuple[float, ...], window: floa
     local standard deviation (Gaussian window ``window`` px), then blurred by each of ``blurs`` (px):
     contrast- and brightness-free intensities for the descriptor (rotation-invariant fields)."""
     grey = image.mean(1, keepdim=True) if image.shape[1] > 1 else image
-
-    def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        k = 2 * math.ceil(3 * sigma) + 1
-        return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect")
-
-    centred = grey - blur(grey, window)
-    normed = centred / (blur(centred * centred, window) + 1e-4).sqrt()
-    return torch.cat([blur(normed, s) if s > 0 else normed for s in blurs], 1)
+    centred = grey - gaussian_blur(grey, window)
+    normed = centred / (gaussian_blur(centred * centred, window) + 1e-4).sqrt()
+    return torch.cat([gaussian_blur(normed, s) if s > 0 else normed for s in blurs], 1)
 
 
 def antialiased_max_pool(x: torch.Tensor) -> torch.Tensor:
