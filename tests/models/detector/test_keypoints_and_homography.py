@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from neurocorr.models.detector.descriptor import PolarDescriptor
-from neurocorr.models.detector.homography import corner_error, corners, estimate_homography, homography_auc
+from neurocorr.models.detector import homography
+from neurocorr.models.detector.homography import (corner_error, corners, estimate_homography, homography_auc,
+                                                  steady_corner_error)
 from neurocorr.models.detector.keypoints import (describe_levels, detect_per_level, detect_pyramid, laplacian_levels,
                                                 run_levels, score_peaks, snap_to_finest)
 from neurocorr.models.detector.table import summarise
@@ -167,6 +169,31 @@ def test_homography_from_exact_matches_has_zero_corner_error() -> None:
         estimate_homography(xy1, xy2, method="lmeds")
     assert estimate_homography(xy1[:3], xy2[:3]) is None and corner_error(None, H, (10, 10)) == math.inf
     assert corners((3, 5)).tolist() == [[0, 0], [4, 0], [4, 2], [0, 2]]
+
+
+def test_steady_corner_error_is_the_median_over_orders_of_the_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    H = torch.tensor([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    xy1 = torch.rand(30, 2, generator=g, dtype=torch.float64) * 50
+    xy2 = warp_points(xy1, H)
+    xy2[:6] += 20.0                                                    # outliers
+    one = steady_corner_error(xy1, xy2, H, (50, 60))                   # one trial: the plain estimate of this order
+    assert one == corner_error(estimate_homography(xy1, xy2), H, (50, 60)) and one < 1e-3
+    # an estimator whose result depends on the order: the error of trial t is t px (the first order gives 0)
+    seen: list[torch.Tensor] = []
+
+    def by_order(a: torch.Tensor, b: torch.Tensor, px: float, seed: int, method: str) -> torch.Tensor:
+        seen.append(a.clone())
+        return H + torch.tensor([[0.0, 0.0, float(len(seen) - 1)], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+
+    monkeypatch.setattr(homography, "estimate_homography", by_order)
+    assert steady_corner_error(xy1, xy2, H, (50, 60), trials=5) == pytest.approx(2.0)   # median of 0, 1, 2, 3, 4
+    assert torch.equal(seen[0], xy1) and not torch.equal(seen[1], xy1)                  # first as given, then reordered
+    assert sorted(seen[1][:, 0].tolist()) == sorted(xy1[:, 0].tolist())                 # the same matches
+    with pytest.raises(ValueError, match="trials"):
+        steady_corner_error(xy1, xy2, H, (50, 60), trials=0)
+    with pytest.raises(ValueError, match="matched points"):
+        steady_corner_error(xy1, xy2[:5], H, (50, 60))
 
 
 def test_auc_of_corner_errors() -> None:

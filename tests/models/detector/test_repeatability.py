@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from neurocorr.models.detector import repeatability as repeatability_module
 from neurocorr.models.detector.repeatability import Repeatability, evaluate_pair, repeatability, select_keypoints
 
 EYE = torch.eye(3, dtype=torch.float64)
@@ -19,6 +20,21 @@ def test_identity_homography_gives_repeatability_one_and_zero_error() -> None:
     assert out["rep_300_3px"] == 1.0 and out["rep_60_1px"] == 1.0
     assert out["loc_err_300_3px"] == 0.0
     assert out["match_acc"] == 1.0 and out["n_matches"] == 50
+
+
+def test_homography_error_is_estimated_from_the_matches_over_the_given_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    xy = torch.rand(20, 2, dtype=torch.float64) * 60 + 2
+    kp = {"xy": xy, "score": torch.rand(20), "desc": torch.eye(20)}
+    assert evaluate_pair(kp, kp, EYE, (64, 64), (64, 64))["h_err"] < 1e-6
+    calls = []
+
+    def fake(xy1, xy2, H, size, trials, px, method):  # noqa: ANN001, ANN202
+        calls.append((xy1.shape[0], trials, px, method))
+        return 1.5
+
+    monkeypatch.setattr(repeatability_module, "steady_corner_error", fake)
+    out = evaluate_pair(kp, kp, EYE, (64, 64), (64, 64), homography_trials=7, ransac_px=2.0, ransac_method="magsac")
+    assert out["h_err"] == 1.5 and calls == [(20, 7, 2.0, "magsac")]
 
 
 def test_hand_made_case_counts_both_directions() -> None:

@@ -234,6 +234,9 @@ def test_contract_parts_batch_of_one_and_validation_metrics() -> None:
         tiny_module(describe_scales=[1.0, 0.0])
     with pytest.raises(ConfigError, match="ransac_method"):
         tiny_module(ransac_method="lmeds")
+    for trials in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="homography_trials"):
+            tiny_module(homography_trials=trials)
     b = module.on_after_batch_transfer(crops(1, 32), 0)
     with pytest.raises(ConfigError, match="batch_size >= 2"):
         module.compute_loss(b)

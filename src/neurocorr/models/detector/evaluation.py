@@ -29,18 +29,19 @@ class DetectorEvaluation:
     Args:
         eval_settings: (top_k, px) repeatability settings. match_threshold: px for a correct match.
         homography_top_k: best keypoints per image matched for the homography. ransac_px: RANSAC threshold.
-        ransac_method: the estimator, a key of ``homography.ESTIMATORS``.
+        ransac_method: the estimator, a key of ``homography.ESTIMATORS``. homography_trials: orders of the
+            matches estimated from; a pair's corner error is their median (``homography.steady_corner_error``).
         baselines: classical detectors scored beside the model.
         model_descriptor_baselines: those of them described with the model's descriptor.
         figure_pairs: the worst pairs drawn. dedupe_px: see ``repeatability.select_keypoints``.
     """
 
     def __init__(self, *, eval_settings: Sequence[tuple[int, float]], match_threshold: float = 3.0,
-                 homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", baselines: Sequence[str] = (),
-                 model_descriptor_baselines: Sequence[str] = (), figure_pairs: int = 3, dedupe_px: float = 0.0) -> None:
+                 homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
+                 baselines: Sequence[str] = (), model_descriptor_baselines: Sequence[str] = (), figure_pairs: int = 3, dedupe_px: float = 0.0) -> None:
         self.eval_settings = list(eval_settings)
         self.match_threshold, self.homography_top_k, self.ransac_px = match_threshold, homography_top_k, ransac_px
-        self.ransac_method = ransac_method
+        self.ransac_method, self.homography_trials = ransac_method, homography_trials
         self.baselines, self.model_descriptor_baselines = list(baselines), set(model_descriptor_baselines)
         self.figure_pairs, self.dedupe_px = figure_pairs, dedupe_px
         self.headline = f"rep_{self.eval_settings[0][0]}_{self.eval_settings[0][1]:g}px"
@@ -80,7 +81,7 @@ class DetectorEvaluation:
             for method, (f1, f2) in feats.items():
                 row = evaluate_pair(f1, f2, H, size1, size2, self.eval_settings, self.eval_settings[0][0],
                                     self.match_threshold, self.dedupe_px, self.homography_top_k, self.ransac_px,
-                                    self.ransac_method)
+                                    self.ransac_method, self.homography_trials)
                 self.rows.append({"method": method, "sequence": sequence, "pair": index, **row, "det_ms": ms[method]})
             self._keep_if_worst(batch, b, feats, H, score1[b], self.rows[-len(feats)][self.headline])
 

@@ -98,8 +98,8 @@ class DetectorModule(NeurocorrModule):
             ``affine_sigma`` px of each described level, axis ratio at most ``affine_max_ratio``), as
             Harris-Affine normalises its regions; 0 = circular rings. Training samples circles.
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
-        match_threshold, homography_top_k, ransac_px, ransac_method, baselines, model_descriptor_baselines,
-        figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
+        match_threshold, homography_top_k, ransac_px, ransac_method, homography_trials, baselines,
+        model_descriptor_baselines, figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
     """
 
@@ -119,7 +119,7 @@ class DetectorModule(NeurocorrModule):
         snap_finest: bool = False, scale_select: str = "score", describe_scales: Sequence[float] = (),
         affine_sigma: float = 0.0, affine_max_ratio: float = 4.0,
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
-        homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac",
+        homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
         dedupe_px: float = 0.0, **base: Any,
@@ -188,6 +188,8 @@ class DetectorModule(NeurocorrModule):
         self.affine = AffineShape(affine_sigma, affine_max_ratio) if affine_sigma > 0 else None
         if ransac_method not in ESTIMATORS:
             raise ConfigError(f"model.ransac_method must be one of {sorted(ESTIMATORS)}, got {ransac_method!r}")
+        if isinstance(homography_trials, bool) or not isinstance(homography_trials, int) or homography_trials < 1:
+            raise ConfigError(f"model.homography_trials must be an integer >= 1, got {homography_trials!r}")
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
@@ -196,7 +198,7 @@ class DetectorModule(NeurocorrModule):
         self.match_threshold = float(match_threshold)
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
-            ransac_px=ransac_px, ransac_method=ransac_method, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
+            ransac_px=ransac_px, ransac_method=ransac_method, homography_trials=homography_trials, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
             figure_pairs=figure_pairs, dedupe_px=dedupe_px)
 
     def missing_batch_keys(self, keys: Any) -> list[str]:

@@ -12,8 +12,8 @@ Protocol for one pair (image 1, image 2, ``H``: 1 -> 2):
 5. matching accuracy = share of mutual-nearest-neighbour descriptor matches whose reprojection
    error is under ``match_threshold`` px;
 6. homography corner error: MNN matches of the ``homography_top_k`` best keypoints of each image ->
-   robust estimate (LO-RANSAC by default) -> mean error of the four corners (``homography.py``);
-   AUCs are taken over pairs.
+   robust estimate (LO-RANSAC by default) -> mean error of the four corners (``homography.py``),
+   the median over ``homography_trials`` orders of the matches; AUCs are taken over pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import torch
 from torchmetrics import Metric
 
-from neurocorr.models.detector.homography import corner_error, estimate_homography
+from neurocorr.models.detector.homography import steady_corner_error
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.ops.geometry import covisible, warp_points
 
@@ -80,7 +80,7 @@ def evaluate_pair(
     size1: Sequence[int], size2: Sequence[int],
     settings: Sequence[tuple[int, float]] = ((300, 3.0), (60, 1.0)),
     match_top_k: int = 300, match_threshold: float = 3.0, dedupe_px: float = 0.0,
-    homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac",
+    homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
 ) -> dict[str, float]:
     """All figures of one pair. ``kp*``: dicts with ``xy`` (N, 2), ``score`` (N,) and optionally
     ``desc`` (N, D). Keys: ``rep_<k>_<t>px``, ``loc_err_<k>_<t>px``, ``n_kp`` (keypoints of image 1),
@@ -105,9 +105,8 @@ def evaluate_pair(
         i1 = kp1["score"].argsort(descending=True)[:homography_top_k]
         i2 = kp2["score"].argsort(descending=True)[:homography_top_k]
         pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
-        H_est = estimate_homography(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], ransac_px,
-                                    method=ransac_method)
-        out["h_err"] = corner_error(H_est, H, size1)
+        out["h_err"] = steady_corner_error(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], H, size1,
+                                           homography_trials, ransac_px, ransac_method)
     out["n_kp"] = float(kp1["xy"].shape[0])
     return out
 
