@@ -81,6 +81,7 @@ def test_dvc_repro_runs_and_reruns_only_what_changed(tmp_path: Path) -> None:
 
     # the DVC mechanics, not the model, are under test: smaller splits make the first run shorter
     params = project / "params.yaml"
+    assert "train_size: 512" in params.read_text()
     params.write_text(params.read_text().replace("train_size: 512", "train_size: 64"))
     stages = project / "dvc.yaml"
     sizes = "data.train_size=${agfusion.train_size}"
