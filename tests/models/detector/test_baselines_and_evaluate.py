@@ -58,6 +58,15 @@ def test_evaluate_prints_one_table_of_model_and_baselines(make_cfg, tmp_path: Pa
     rows = list(csv.DictReader((out / "detector_eval.csv").open()))
     assert {(r["sequence"], r["method"]) for r in rows} >= {("s_coins", "model"), ("s_cell", "sift"), ("average", "orb")}
     assert all(0 <= float(r["rep_300_3px"]) <= 1 for r in rows)
-    assert "average" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "average" in printed and "paired bootstrap interval" in printed
+    # the model minus each baseline over the same pairs, with its interval
+    vs = {(r["method"], r["metric"]): r for r in csv.DictReader((out / "detector_eval_vs_baselines.csv").open())}
+    assert set(vs) == {(m, k) for m in ("sift", "orb", "akaze", "harris", "hessian")
+                       for k in ("rep_300_3px", "rep_60_1px", "match_acc", "h_auc_3px")}
+    harris = vs["harris", "h_auc_3px"]
+    assert int(harris["pairs"]) == 4 and float(harris["low"]) <= float(harris["difference"]) <= float(harris["high"])
+    assert metrics["test/vs_harris/h_auc_3px"] == pytest.approx(metrics["test/h_auc_3px"] - metrics["test/harris/h_auc_3px"], abs=1e-6)
+    assert "test/vs_sift/rep_300_3px_low" in metrics and "test/vs_sift/rep_300_3px_high" in metrics
     for name in ("matches_model", "matches_sift", "score_maps"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000

@@ -1,7 +1,9 @@
 """The detector's test: this model and the classical baselines scored by the same code on pairs
 with known homographies (``repeatability.evaluate_pair``), with detection times, one table per
 sequence and on average (printed, ``<run_dir>/detector_eval.csv``, per pair in
-``detector_eval_pairs.csv``), and figures of the *worst* pairs (lowest model repeatability).
+``detector_eval_pairs.csv``), the model minus each baseline over the same pairs with a paired bootstrap
+interval (``comparison.py``; printed, ``detector_eval_vs_baselines.csv`` and ``test/vs_<baseline>/<metric>``
+with ``_low`` and ``_high``), and figures of the *worst* pairs (lowest model repeatability).
 
 SIFT, ORB and AKAZE use their own descriptors; the baselines in ``model_descriptor_baselines``
 (Harris, Hessian: detectors without a descriptor) are described by this model's descriptor, read
@@ -16,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from neurocorr.models.detector.baselines import run_baseline
+from neurocorr.models.detector.comparison import format_comparison, paired_bootstrap
 from neurocorr.models.detector.figures import plot_matches, plot_score_maps
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.models.detector.repeatability import evaluate_pair
@@ -34,16 +37,20 @@ class DetectorEvaluation:
         baselines: classical detectors scored beside the model.
         model_descriptor_baselines: those of them described with the model's descriptor.
         figure_pairs: the worst pairs drawn. dedupe_px: see ``repeatability.select_keypoints``.
+        compare_resamples: bootstrap draws of the pairs for the model-minus-baseline intervals (0 = the
+            differences alone).
     """
 
     def __init__(self, *, eval_settings: Sequence[tuple[int, float]], match_threshold: float = 3.0,
                  homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
-                 baselines: Sequence[str] = (), model_descriptor_baselines: Sequence[str] = (), figure_pairs: int = 3, dedupe_px: float = 0.0) -> None:
+                 baselines: Sequence[str] = (), model_descriptor_baselines: Sequence[str] = (), figure_pairs: int = 3, dedupe_px: float = 0.0,
+                 compare_resamples: int = 2000) -> None:
         self.eval_settings = list(eval_settings)
         self.match_threshold, self.homography_top_k, self.ransac_px = match_threshold, homography_top_k, ransac_px
         self.ransac_method, self.homography_trials = ransac_method, homography_trials
         self.baselines, self.model_descriptor_baselines = list(baselines), set(model_descriptor_baselines)
         self.figure_pairs, self.dedupe_px = figure_pairs, dedupe_px
+        self.compare_resamples = compare_resamples
         self.headline = f"rep_{self.eval_settings[0][0]}_{self.eval_settings[0][1]:g}px"
         self.rows: list[dict] = []
         self.panels: list[dict] = []
@@ -103,6 +110,15 @@ class DetectorEvaluation:
                 panel["matches"][method] = (xy1, xy2, correct)
         self.panels = sorted(self.panels + [panel], key=lambda p: p["value"])[: self.figure_pairs]
 
+    def _compare(self) -> list[dict]:
+        """The model minus each baseline on the headline figures (``comparison.paired_bootstrap``)."""
+        if not any(r["method"] != "model" for r in self.rows):
+            return []
+        metrics = [f"rep_{k}_{t:g}px" for k, t in self.eval_settings]
+        if any("h_err" in r for r in self.rows):
+            metrics += ["match_acc", "h_auc_3px"]
+        return paired_bootstrap(self.rows, metrics, resamples=self.compare_resamples)
+
     def finish(self, module: Any) -> None:
         if not self.rows:
             return
@@ -118,6 +134,11 @@ class DetectorEvaluation:
             rep, match = entry.get(self.headline), entry.get("match_acc")
             if rep is not None and match is not None and rep == rep and match == match:
                 module.log(prefix + "rep_match", (float(rep) + float(match)) / 2)  # what val/rep_match chose on
+        comparison = self._compare()
+        for entry in comparison:
+            for suffix, key in (("", "difference"), ("_low", "low"), ("_high", "high")):
+                if entry[key] == entry[key]:
+                    module.log(f"test/vs_{entry['method']}/{entry['metric']}{suffix}", float(entry[key]))
         trainer = module.trainer
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
@@ -128,6 +149,11 @@ class DetectorEvaluation:
                   keys=("sequence", "pair", "method"))
         print(f"[neurocorr] detector evaluation table: {path}", flush=True)
         module.log_file(path, "tables")
+        if comparison:
+            print("\n" + format_comparison(comparison), flush=True)
+            module.log_file(write_csv(comparison, module.run_dir / "detector_eval_vs_baselines.csv",
+                                      metrics=("pairs", "difference", "low", "high", "above"), keys=("method", "metric")),
+                            "tables")
         for method in ("model", "sift"):
             panels = [{"image1": p["image1"], "image2": p["image2"], "xy1": p["matches"][method][0],
                        "xy2": p["matches"][method][1], "correct": p["matches"][method][2],

@@ -99,7 +99,7 @@ class DetectorModule(NeurocorrModule):
             Harris-Affine normalises its regions; 0 = circular rings. Training samples circles.
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
         match_threshold, homography_top_k, ransac_px, ransac_method, homography_trials, baselines,
-        model_descriptor_baselines, figure_pairs, dedupe_px: see :class:`DetectorEvaluation`.
+        model_descriptor_baselines, figure_pairs, dedupe_px, compare_resamples: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
     """
 
@@ -122,7 +122,7 @@ class DetectorModule(NeurocorrModule):
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
-        dedupe_px: float = 0.0, **base: Any,
+        dedupe_px: float = 0.0, compare_resamples: int = 2000, **base: Any,
     ) -> None:
         super().__init__(**base)
         if desc_mining not in ("hardest", "roll"):
@@ -190,6 +190,8 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError(f"model.ransac_method must be one of {sorted(ESTIMATORS)}, got {ransac_method!r}")
         if isinstance(homography_trials, bool) or not isinstance(homography_trials, int) or homography_trials < 1:
             raise ConfigError(f"model.homography_trials must be an integer >= 1, got {homography_trials!r}")
+        if isinstance(compare_resamples, bool) or not isinstance(compare_resamples, int) or compare_resamples < 0:
+            raise ConfigError(f"model.compare_resamples must be an integer >= 0 (0 = no interval), got {compare_resamples!r}")
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]
         k0, t0 = self.eval_settings[0]
         self.headline = f"rep_{k0}_{t0:g}px"
@@ -199,7 +201,7 @@ class DetectorModule(NeurocorrModule):
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
             ransac_px=ransac_px, ransac_method=ransac_method, homography_trials=homography_trials, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
-            figure_pairs=figure_pairs, dedupe_px=dedupe_px)
+            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples)
 
     def missing_batch_keys(self, keys: Any) -> list[str]:
         """Crops (``image``) or pairs (``image1``, ``image2``, ``H``): what a batch of either lacks."""
