@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from neurocorr.errors import ConfigError
-from neurocorr.models.detector.comparison import figure_of, format_comparison, paired_bootstrap
+from neurocorr.models.detector.comparison import format_comparison, paired_bootstrap
 from neurocorr.models.detector.homography import homography_auc
-from neurocorr.models.detector.table import summarise
+from neurocorr.models.detector.table import figure_of, summarise
 
 
 def _rows(method: str, rep: list[float], h_err: list[float], sequences: tuple[str, ...] = ("a", "b")) -> list[dict]:

@@ -7,8 +7,8 @@ or a hard sequence) cancels and what is left is how differently the two methods 
 interval that holds 0 says the pairs do not tell the two apart. Over the 15 dev pairs the homography
 AUC@3px of the model minus Harris's (with the model's descriptor) was -0.030 [-0.079, +0.015].
 
-Figures are those of :func:`table.summarise` over all pairs: the mean of a per-pair metric (NaNs left
-out) or, for ``h_auc_<t>px``, the homography AUC of the pairs' corner errors.
+Figures are those of the evaluation table over all pairs (``table.figure_of``): the mean of a per-pair
+metric (NaNs left out) or, for ``h_auc_<t>px``, the homography AUC of the pairs' corner errors.
 """
 
 from __future__ import annotations
@@ -18,18 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from neurocorr.models.detector.homography import homography_auc
-from neurocorr.models.detector.table import AUC_PX
-
-
-def figure_of(rows: Sequence[dict], metric: str) -> float:
-    """One figure over ``rows`` (one method's per-pair rows): the homography AUC of their ``h_err`` for an
-    ``h_auc_<t>px`` metric, else the mean of ``metric`` without NaNs (NaN when none has it)."""
-    if metric in AUC_PX:
-        errors = [float(r["h_err"]) for r in rows if "h_err" in r]
-        return homography_auc(errors, AUC_PX[metric]) if errors else math.nan
-    values = [float(r[metric]) for r in rows if metric in r and not math.isnan(float(r[metric]))]
-    return sum(values) / len(values) if values else math.nan
+from neurocorr.models.detector.table import figure_of
 
 
 def paired_bootstrap(rows: Sequence[dict], metrics: Sequence[str], reference: str = "model", resamples: int = 2000,

@@ -16,6 +16,16 @@ METRICS = ("rep_300_3px", "rep_60_1px", "match_acc", "h_auc_1px", "h_auc_3px", "
 AUC_PX = {"h_auc_1px": 1.0, "h_auc_3px": 3.0, "h_auc_5px": 5.0}
 
 
+def figure_of(rows: Sequence[dict], metric: str) -> float:
+    """One figure over ``rows`` (one method's per-pair rows): the homography AUC of their ``h_err`` for an
+    ``h_auc_<t>px`` metric, else the mean of ``metric`` without NaNs (NaN when none has it)."""
+    if metric in AUC_PX:
+        errors = [float(r["h_err"]) for r in rows if "h_err" in r]
+        return homography_auc(errors, AUC_PX[metric]) if errors else math.nan
+    values = [float(r[metric]) for r in rows if metric in r and not math.isnan(float(r[metric]))]
+    return sum(values) / len(values) if values else math.nan
+
+
 def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
     """Mean of each metric per (method, sequence), then per method over all pairs (``sequence``
     ``average``). NaNs (e.g. no repeated point) are left out of the means. ``h_auc_<t>px`` is the
@@ -27,13 +37,7 @@ def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[di
     out = []
     for (method, sequence), members in groups.items():
         entry = {"method": method, "sequence": sequence, "pairs": len(members)}
-        for m in metrics:
-            if m in AUC_PX:
-                errors = [float(r["h_err"]) for r in members if "h_err" in r]
-                entry[m] = homography_auc(errors, AUC_PX[m]) if errors else float("nan")
-                continue
-            values = [float(r[m]) for r in members if m in r and not math.isnan(float(r[m]))]
-            entry[m] = sum(values) / len(values) if values else float("nan")
+        entry.update({m: figure_of(members, m) for m in metrics})
         out.append(entry)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     out.sort(key=lambda e: (e["sequence"] == "average", e["sequence"], methods.index(e["method"])))
