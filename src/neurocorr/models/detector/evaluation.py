@@ -3,7 +3,8 @@ with known homographies (``repeatability.evaluate_pair``), with detection times,
 sequence and on average (printed, ``<run_dir>/detector_eval.csv``, per pair in
 ``detector_eval_pairs.csv``), the model minus each baseline over the same pairs with a paired bootstrap
 interval (``comparison.py``; printed, ``detector_eval_vs_baselines.csv`` and ``test/vs_<baseline>/<metric>``
-with ``_low`` and ``_high``), and figures of the *worst* pairs (lowest model repeatability).
+with ``_low`` and ``_high``), and figures of the *worst* pairs (lowest model repeatability). Under DDP each
+process scores its share of the pairs and the table is made from all processes' rows (``_gather``).
 
 SIFT, ORB and AKAZE use their own descriptors; the baselines in ``model_descriptor_baselines``
 (Harris, Hessian: detectors without a descriptor) are described by this model's descriptor, read
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from neurocorr.distributed import gather_lists, unique_by, world_size
 from neurocorr.models.detector.baselines import run_baseline
 from neurocorr.models.detector.comparison import format_comparison, paired_bootstrap
 from neurocorr.models.detector.figures import plot_matches, plot_score_maps
@@ -119,9 +121,20 @@ class DetectorEvaluation:
             metrics += ["match_acc", "h_auc_3px"]
         return paired_bootstrap(self.rows, metrics, resamples=self.compare_resamples)
 
+    def _gather(self) -> None:
+        """Under DDP: every process's rows and worst panels to every process, a pair that the sampler
+        gave two processes (it pads the last round) counted once. A collective: all processes call it."""
+        if world_size() == 1:
+            return
+        self.rows = unique_by(gather_lists(self.rows), lambda r: (r["method"], r["sequence"], r["pair"]))
+        panels = unique_by(gather_lists(self.panels), lambda p: p["label"])
+        self.panels = sorted(panels, key=lambda p: p["value"])[: self.figure_pairs]
+
     def finish(self, module: Any) -> None:
+        self._gather()
         if not self.rows:
             return
+        sync = world_size() > 1  # every process logs the same figures; the sync only averages equal values
         summary = summarise(self.rows)
         for entry in summary:
             if entry["sequence"] != "average":
@@ -130,15 +143,15 @@ class DetectorEvaluation:
             for key in METRICS:
                 value = entry.get(key)
                 if value is not None and value == value:
-                    module.log(prefix + key, float(value))
+                    module.log(prefix + key, float(value), sync_dist=sync)
             rep, match = entry.get(self.headline), entry.get("match_acc")
             if rep is not None and match is not None and rep == rep and match == match:
-                module.log(prefix + "rep_match", (float(rep) + float(match)) / 2)  # what val/rep_match chose on
+                module.log(prefix + "rep_match", (float(rep) + float(match)) / 2, sync_dist=sync)  # what val/rep_match chose on
         comparison = self._compare()
         for entry in comparison:
             for suffix, key in (("", "difference"), ("_low", "low"), ("_high", "high")):
                 if entry[key] == entry[key]:
-                    module.log(f"test/vs_{entry['method']}/{entry['metric']}{suffix}", float(entry[key]))
+                    module.log(f"test/vs_{entry['method']}/{entry['metric']}{suffix}", float(entry[key]), sync_dist=sync)
         trainer = module.trainer
         if not trainer.is_global_zero or trainer.sanity_checking:
             return

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchmetrics.detection import MeanAveragePrecision
 
+from neurocorr.distributed import gather_lists
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.qatm.boxes import CONFIDENCES
@@ -274,7 +275,7 @@ class QATMModule(NeurocorrModule):
         for key in [k for k in self.localisation if k.startswith(f"{stage}|")]:
             _, set_name, method = key.split("|")
             metric = self.localisation[key]
-            counts[set_name] = sum(len(x) for x in metric.iou)
+            counts[set_name] = sum(gather_lists([sum(len(x) for x in metric.iou)]))  # all processes' pairs
             values = metric.compute()
             results.setdefault(set_name, {})[method] = {k: float(v) for k, v in values.items()}
             for k, v in values.items():
