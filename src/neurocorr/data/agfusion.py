@@ -178,7 +178,8 @@ class ClassFoldersDataModule(NeurocorrDataModule):
             test set is every image, each in one same-class and one different-class pair; ``pairs`` is
             ignored; train and val are empty: evaluation only).
         verify_images: check every image's header when the module is built.
-        **loader: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
+        **loader: batch_size, num_workers, pin_memory, seed, split_seed (see NeurocorrDataModule): the
+            split and the val / test pairs follow ``split_seed``, the training pairs ``seed``.
     """
 
     batch_keys = PAIR_KEYS
@@ -210,14 +211,15 @@ class ClassFoldersDataModule(NeurocorrDataModule):
                                           {"train": 0, "val": 0, "test": sum(map(len, files))})
             self.datasets = {"train": ClassFolderPairs(none, self.seed, 0, image_size),
                              "val": ClassFolderPairs(none, self.seed, 0, image_size),
-                             "test": EveryImagePairs(files, self.seed + 303, image_size)}
+                             "test": EveryImagePairs(files, self.split_seed + 303, image_size)}
             return
         if split == "all":
             self.split = ClassFolderSplit({s: files for s in SPLITS}, {s: sum(map(len, files)) for s in SPLITS})
             log.info("class folders %s: split=all, every split draws pairs from all %d images", root, sum(map(len, files)))
         else:
-            self.split = split_class_folders(files, fractions, self.seed, group_pattern)
+            self.split = split_class_folders(files, fractions, self.split_seed, group_pattern)
             log.info("class folders %s split by %s: %s", root, f"group_pattern {group_pattern!r}" if group_pattern else "image",
                      self.split.summary())
         for i, (name, n) in enumerate(zip(SPLITS, pairs)):
-            self.datasets[name] = ClassFolderPairs(self.split.files[name], self.seed + 101 * (i + 1), n, image_size)
+            seed = self.seed if name == "train" else self.split_seed  # val / test pairs: the same in every run
+            self.datasets[name] = ClassFolderPairs(self.split.files[name], seed + 101 * (i + 1), n, image_size)

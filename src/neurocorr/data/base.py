@@ -33,17 +33,24 @@ class NeurocorrDataModule(pl.LightningDataModule):
         pin_memory: pin host memory when a CUDA device is present.
         seed: seeds the training order (a pure function of seed and epoch) and the loaders' own
             generators, so the global RNG is never drawn from and a resumed run repeats exactly.
+        split_seed: seeds which samples make up the validation and test splits and their fixed draws,
+            apart from ``seed``: runs with other seeds (a seed sweep) are scored on the same samples,
+            and a training sample never moves into another run's test split. ``None`` = ``seed``.
     """
 
     #: keys of the dict batches this module yields (the model's ``required_batch_keys`` must be among them)
     batch_keys: tuple[str, ...] = ()
 
-    def __init__(self, *, batch_size: int = 8, num_workers: int = 0, pin_memory: bool = True, seed: int = 0) -> None:
+    def __init__(self, *, batch_size: int = 8, num_workers: int = 0, pin_memory: bool = True, seed: int = 0,
+                 split_seed: Optional[int] = None) -> None:
         super().__init__()
         check_int("data.batch_size", batch_size, minimum=1)
         check_int("data.num_workers", num_workers, minimum=0)
         check_int("data.seed", seed, minimum=0)
+        if split_seed is not None:
+            check_int("data.split_seed", split_seed, minimum=0)
         self.batch_size, self.num_workers, self.pin_memory, self.seed = batch_size, num_workers, bool(pin_memory), seed
+        self.split_seed = seed if split_seed is None else split_seed
         self.datasets: dict[str, Dataset] = {}
 
     def collate(self, split: str) -> Optional[Callable[[Any], Any]]:

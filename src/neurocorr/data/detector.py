@@ -138,8 +138,8 @@ class TexturesDataModule(NeurocorrDataModule):
             chosen on pictures the model never saw.
         eval_seed: seeds the fixed validation pairs (the test pairs take ``eval_seed + 1``) apart from
             ``seed``, so that runs trained with different seeds are validated on the same pairs and their
-            ``val/*`` figures compare (None: ``seed + 1`` and ``seed + 2``, pairs that change with the seed).
-        batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
+            ``val/*`` figures compare (None: ``split_seed + 1`` and ``+ 2``; ``split_seed`` defaults to ``seed``).
+        batch_size, num_workers, pin_memory, seed, split_seed: see :class:`NeurocorrDataModule`.
     """
 
     batch_keys = ("image", *PAIR_KEYS)
@@ -152,7 +152,7 @@ class TexturesDataModule(NeurocorrDataModule):
         super().__init__(**base)
         if eval_seed is not None:
             check_int("data.eval_seed", eval_seed, minimum=0)
-        self.eval_seed = self.seed + 1 if eval_seed is None else eval_seed
+        self.eval_seed = self.split_seed + 1 if eval_seed is None else eval_seed
         if crop_size < 16:
             raise ConfigError(f"data.crop_size must be >= 16, got {crop_size}")
         if root and not Path(root).is_dir():

@@ -115,7 +115,7 @@ class GaugesDataModule(NeurocorrDataModule):
         split: ``fractions`` (train/val/test as above) or ``test_all``: every labelled task (of
             ``annotations``, or of all the exports under ``root``) is the test set, train and val are
             empty (for evaluating a whole real set; fitting needs ``fractions``).
-        **base: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
+        **base: batch_size, num_workers, pin_memory, seed, split_seed (see NeurocorrDataModule).
     """
 
     batch_keys = ("image", "points", "labels", "scale", "offset")
@@ -158,7 +158,7 @@ class GaugesDataModule(NeurocorrDataModule):
 
     def _split_export(self, annotations: str, image_root: Optional[str], fractions: Sequence[float]) -> tuple[dict, str]:
         tasks = read_label_studio(annotations, image_root)
-        order = torch.randperm(len(tasks), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        order = torch.randperm(len(tasks), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
         n_train = int(round(fractions[0] * len(tasks)))
         n_val = int(round(fractions[1] * len(tasks)))
         cuts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}

@@ -57,7 +57,7 @@ class ImageFolderDataModule(NeurocorrDataModule):
             ``split`` (train/val/test) of its split by group (as ``data=class_folders``), no labels.
         knn_root, knn_fractions, knn_group_pattern, knn_split: the labelled folder of the k-NN probe.
         verify_images: check every image header up front.
-        **loader: batch_size, num_workers, pin_memory, seed (see NeurocorrDataModule).
+        **loader: batch_size, num_workers, pin_memory, seed, split_seed (see NeurocorrDataModule).
     """
 
     batch_keys = ("image",)
@@ -78,19 +78,19 @@ class ImageFolderDataModule(NeurocorrDataModule):
             unknown = set(subset) - set(SUBSET_KEYS)
             if unknown or "split" not in subset or subset["split"] not in ("train", "val", "test"):
                 raise ConfigError(f"data.subset needs split (train/val/test) and may hold {', '.join(SUBSET_KEYS)}, got {dict(subset)}")
-            _, parts = split_files(root, subset.get("fractions", (0.6, 0.15, 0.25)), int(subset.get("seed", self.seed)),
+            _, parts = split_files(root, subset.get("fractions", (0.6, 0.15, 0.25)), int(subset.get("seed", self.split_seed)),
                                    subset.get("group_pattern"), verify_images)
             files = sorted(p for per_class in parts[subset["split"]] for p in per_class)
         else:
             files = read_image_folder(root, verify=verify_images, min_images=2)
-        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
         n_val = max(1, int(round(val_fraction * len(files))))
         val = [files[i] for i in order[:n_val]]
         self.datasets = {"train": ImageFiles([files[i] for i in order[n_val:]], image_size),
                          "val": ImageFiles(val, image_size), "test": ImageFiles(val, image_size)}
         self.knn: Optional[dict[str, torch.Tensor]] = None
         if knn_root:
-            self.class_names, parts = split_files(knn_root, knn_fractions, self.seed, knn_group_pattern, verify_images)
+            self.class_names, parts = split_files(knn_root, knn_fractions, self.split_seed, knn_group_pattern, verify_images)
             self.knn = {}
             for name, split in (("bank", "train"), ("query", knn_split)):
                 pairs = [(p, c) for c, per_class in enumerate(parts[split]) for p in per_class]

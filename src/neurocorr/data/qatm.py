@@ -108,7 +108,7 @@ class University1652DataModule(NeurocorrDataModule):
         val_fraction: share of training buildings held out for validation (their query images
             against their gallery images).
         cache_images: keep up to this many decoded training images in memory (0 = none).
-        batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
+        batch_size, num_workers, pin_memory, seed, split_seed: see :class:`NeurocorrDataModule`.
     """
 
     batch_keys = ("drone", "satellite", "label", "image", "role", "index")
@@ -135,7 +135,7 @@ class University1652DataModule(NeurocorrDataModule):
             views = read_split(self.root, "train")
             q, g = require_view(views, self.query, train_dir), require_view(views, self.gallery, train_dir)
             ids = paired_buildings(q, g, train_dir / self.query)
-            order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(self.seed)).tolist()
+            order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(self.split_seed)).tolist()
             n_val = int(round(self.val_fraction * len(ids))) if len(ids) > 2 else 0
             val_ids = sorted(ids[i] for i in order[:n_val])
             train_ids = sorted(ids[i] for i in order[n_val:])
@@ -168,7 +168,7 @@ class TemplatePairsDataModule(NeurocorrDataModule):
         image_folders, bundled_images: images (folders, or scikit-image picture names) whose crops
             become self-supervised pairs (``crops_per_image`` each per epoch).
         template_size, context, scene_size: training pair sizes in pixels (must match ``model.pairs``).
-        batch_size, num_workers, pin_memory, seed: see :class:`NeurocorrDataModule`.
+        batch_size, num_workers, pin_memory, seed, split_seed: see :class:`NeurocorrDataModule`.
     """
 
     batch_keys = ("template", "scene", "box", "template_box", "warp", "set")
@@ -212,7 +212,7 @@ class TemplatePairsDataModule(NeurocorrDataModule):
         val: Dataset = PairItems(self.val_csv) if self.val_csv else test
         if self.val_images:
             t, c, s = self.sizes
-            pictures = WarpedValidationPairs(load_image_sources([], self.val_images), t, c, s, self.val_pairs_per_image, seed=self.seed)
+            pictures = WarpedValidationPairs(load_image_sources([], self.val_images), t, c, s, self.val_pairs_per_image, seed=self.split_seed)
             val = ConcatDataset([val, pictures])
         self.datasets = {"test": ConcatDataset(sets), "val": val}
         if self.trains and stage in (None, "fit"):
