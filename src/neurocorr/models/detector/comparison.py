@@ -4,8 +4,8 @@ For each method other than the reference (the model) and each figure: the refere
 method's over the pairs both were scored on, and a paired bootstrap interval of that difference: the
 pairs are drawn with replacement, the same draw for both methods, so what a pair does to both (an easy
 or a hard sequence) cancels and what is left is how differently the two methods do pair by pair. An
-interval that holds 0 says the pairs do not tell the two apart. Over the 15 dev pairs the homography
-AUC@3px of the model minus Harris's (with the model's descriptor) was -0.030 [-0.079, +0.015].
+interval that holds 0 says the pairs do not tell the two apart (over the 15 dev pairs, the homography
+AUC@3px of the model minus Harris's with the model's descriptor is such a case; see the README).
 
 Figures are those of the evaluation table over all pairs (``table.figure_of``): the mean of a per-pair
 metric (NaNs left out) or, for ``h_auc_<t>px``, the homography AUC of the pairs' corner errors.

@@ -110,7 +110,11 @@ class DetectorEvaluation:
                 xy1, xy2 = f1["xy"][m.index[:, 0]], f2["xy"][m.index[:, 1]]
                 correct = (warp_points(xy1, H) - xy2).norm(dim=-1) < self.match_threshold
                 panel["matches"][method] = (xy1, xy2, correct)
-        self.panels = sorted(self.panels + [panel], key=lambda p: p["value"])[: self.figure_pairs]
+        self.panels = self._worst(self.panels + [panel])
+
+    def _worst(self, panels: list[dict]) -> list[dict]:
+        """The ``figure_pairs`` panels of the lowest model repeatability."""
+        return sorted(panels, key=lambda p: p["value"])[: self.figure_pairs]
 
     def _compare(self) -> list[dict]:
         """The model minus each baseline on the headline figures (``comparison.paired_bootstrap``)."""
@@ -127,8 +131,7 @@ class DetectorEvaluation:
         if world_size() == 1:
             return
         self.rows = unique_by(gather_lists(self.rows), lambda r: (r["method"], r["sequence"], r["pair"]))
-        panels = unique_by(gather_lists(self.panels), lambda p: p["label"])
-        self.panels = sorted(panels, key=lambda p: p["value"])[: self.figure_pairs]
+        self.panels = self._worst(unique_by(gather_lists(self.panels), lambda p: p["label"]))
 
     def finish(self, module: Any) -> None:
         self._gather()
