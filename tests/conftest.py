@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_SHAPES = [
     "data.train_size=96", "data.val_size=64", "data.test_size=64", "data.batch_size=32", "data.image_size=32",
 ]
+
+
+@pytest.fixture(autouse=True)
+def same_random_state() -> None:
+    """Every test starts from one random state, whatever ran before it on its worker: which tests share a
+    pytest-xdist worker changes from run to run, and an unseeded warp or initialisation then changed with it
+    (one random two-view crop in ten left a detector test no covisible keypoint)."""
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 def tiny_agfusion_data(tmp_path: Path) -> list[str]:
