@@ -125,19 +125,20 @@ class DetectorEvaluation:
             metrics += ["match_acc", "h_auc_3px"]
         return paired_bootstrap(self.rows, metrics, resamples=self.compare_resamples)
 
-    def _gather(self) -> None:
+    def _gather(self) -> bool:
         """Under DDP: every process's rows and worst panels to every process, a pair that the sampler
-        gave two processes (it pads the last round) counted once. A collective: all processes call it."""
+        gave two processes (it pads the last round) counted once. A collective: all processes call it.
+        Returns whether the run is distributed."""
         if world_size() == 1:
-            return
+            return False
         self.rows = unique_by(gather_lists(self.rows), lambda r: (r["method"], r["sequence"], r["pair"]))
         self.panels = self._worst(unique_by(gather_lists(self.panels), lambda p: p["label"]))
+        return True
 
     def finish(self, module: Any) -> None:
-        self._gather()
+        sync = self._gather()  # distributed: every process logs the same figures; the sync only averages equal values
         if not self.rows:
             return
-        sync = world_size() > 1  # every process logs the same figures; the sync only averages equal values
         summary = summarise(self.rows)
         for entry in summary:
             if entry["sequence"] != "average":

@@ -275,7 +275,8 @@ class QATMModule(NeurocorrModule):
         for key in [k for k in self.localisation if k.startswith(f"{stage}|")]:
             _, set_name, method = key.split("|")
             metric = self.localisation[key]
-            counts[set_name] = sum(gather_lists([sum(len(x) for x in metric.iou)]))  # all processes' pairs
+            if set_name not in counts:  # the methods of a set score the same pairs: one count (over all processes)
+                counts[set_name] = sum(gather_lists([sum(len(x) for x in metric.iou)]))
             values = metric.compute()
             results.setdefault(set_name, {})[method] = {k: float(v) for k, v in values.items()}
             for k, v in values.items():
