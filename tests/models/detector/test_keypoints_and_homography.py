@@ -15,7 +15,7 @@ from neurocorr.models.detector.homography import (corner_error, corners, estimat
 from neurocorr.models.detector.keypoints import (describe_levels, detect_per_level, detect_pyramid, laplacian_levels,
                                                 run_levels, score_peaks, snap_to_finest)
 from neurocorr.models.detector.table import summarise
-from neurocorr.models.detector.torch_model import DetectorOutput
+from neurocorr.models.detector.torch_model import DetectorOutput, EquivariantDetector
 from neurocorr.ops.geometry import warp_points
 from neurocorr.ops.peaks import refine_subpixel, refine_subpixel_2d
 
@@ -81,6 +81,23 @@ def test_pyramid_detection_reuses_levels_the_caller_has_run() -> None:
     assert torch.equal(reused.xy, fresh.xy) and torch.equal(best_reused, best)
     with pytest.raises(ValueError, match="precomputed levels"):
         detect_pyramid(net, None, blob, [1.0, 0.5], top_k=5, levels=levels[:1])
+
+
+@pytest.mark.parametrize("options", [{}, {"handcrafted": (0.0, 2.0), "harris_skip": 4.0, "descriptor_image": (0.0, 1.0)}],
+                         ids=["plain", "handcrafted_skip_descriptor_image"])
+def test_levels_read_for_their_descriptors_skip_the_score_and_nothing_else(options: dict) -> None:
+    torch.manual_seed(0)
+    net = EquivariantDetector(group_order=4, layer_1=1, layer_2=1, layer_3=1, pyramid_levels=2, **options).eval()
+    with torch.no_grad():
+        net.score_head[-1].weight.normal_()
+        image = torch.rand(1, 1, 96, 80)  # level 0.5 large enough for the normalised image's 8 px window
+        full = run_levels(net, image, [1.0, 0.5])
+        partial = run_levels(net, image, [1.0, 0.5], scored=[1.0])
+    assert torch.equal(partial[0][1].score, full[0][1].score) and partial[1][1].score is None
+    for (level_a, out_a), (level_b, out_b) in zip(full, partial):
+        assert torch.equal(level_a, level_b)
+        assert torch.equal(out_a.orientation, out_b.orientation) and torch.equal(out_a.features, out_b.features)
+    assert full[1][1].score is not None and full[1][1].score.std() > 1e-4
 
 
 def test_per_level_detection_keeps_a_structure_at_each_level_unless_deduplicated() -> None:

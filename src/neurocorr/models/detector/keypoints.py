@@ -140,17 +140,18 @@ def level_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return max(16, round(size[0] * scale)), max(16, round(size[1] * scale))
 
 
-def run_levels(net: Callable[[torch.Tensor], DetectorOutput], image: torch.Tensor,
-               scales: Sequence[float]) -> list[tuple[torch.Tensor, DetectorOutput]]:
+def run_levels(net: Callable[..., DetectorOutput], image: torch.Tensor, scales: Sequence[float],
+               scored: Optional[Sequence[float]] = None) -> list[tuple[torch.Tensor, DetectorOutput]]:
     """The network on ``image`` ``(B, C, H, W)`` resized (antialiased) by each of ``scales``:
-    a list of (level image, network output), in the order of ``scales``."""
+    a list of (level image, network output), in the order of ``scales``. ``scored``: the scales whose
+    score map is needed (the others are read for their descriptors only: ``score`` None); None = all."""
     h, w = image.shape[-2:]
     levels = []
     for s in scales:
         size = level_size((h, w), s)
         level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
                                                            align_corners=False)
-        levels.append((level, net(level)))
+        levels.append((level, net(level) if scored is None or s in scored else net(level, with_score=False)))
     return levels
 
 

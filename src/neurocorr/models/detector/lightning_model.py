@@ -224,7 +224,7 @@ class DetectorModule(NeurocorrModule):
     def detect(self, image: torch.Tensor) -> tuple[Keypoints, torch.Tensor, torch.Tensor]:
         """Keypoints ``(B, K)``, descriptors (``(B, K, D)``, or ``(B, K, L, D)`` with ``describe_scales``)
         and the score map ``(B, 1, H, W)`` of images ``(B, C, H, W)`` in [0, 1], over the pyramid ``scales``."""
-        levels = run_levels(self.net, image, self.describe_scales) if self.describe_scales else []
+        levels = run_levels(self.net, image, self.describe_scales, scored=self.scales) if self.describe_scales else []
         described = dict(zip(self.describe_scales, levels))  # levels the network has run on already
         if self.scales == [1.0]:
             out = described[1.0][1] if 1.0 in described else self.net(image)  # reuse the described level
@@ -265,9 +265,9 @@ class DetectorModule(NeurocorrModule):
         (a detector without a descriptor borrows them): at full resolution in the orientation of
         the orientation head, or at each of ``describe_scales``."""
         if self.describe_scales:
-            return describe_levels(run_levels(self.net, image, self.describe_scales), self.descriptor, xy,
+            return describe_levels(run_levels(self.net, image, self.describe_scales, scored=()), self.descriptor, xy,
                                    tuple(image.shape[-2:]), self.affine)
-        out = self.net(image)
+        out = self.net(image, with_score=False)
         return self.descriptor(out.features, xy, keypoint_angles(out.orientation, xy), self.point_shapes(image, xy))
 
     def point_shapes(self, image: torch.Tensor, xy: torch.Tensor) -> Optional[torch.Tensor]:

@@ -44,10 +44,11 @@ HARRIS_SKIP_FORMS = ("squashed", "log")
 
 
 class DetectorOutput(NamedTuple):
-    """score: ``(B, 1, H, W)`` in (0, 1); orientation: ``(B, N, H, W)`` probabilities over the N
+    """score: ``(B, 1, H, W)`` in (0, 1), or None where the caller asked for none (``with_score=False``:
+    a pyramid level read only for its descriptors); orientation: ``(B, N, H, W)`` probabilities over the N
     bins (bin k = angle 2 pi k / N); features: ``(B, D, H, W)`` rotation-invariant descriptor features."""
 
-    score: torch.Tensor
+    score: Optional[torch.Tensor]
     orientation: torch.Tensor
     features: torch.Tensor
 
@@ -241,7 +242,9 @@ class EquivariantDetector(nn.Module):
         squashed = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # Harris alone
         return harris_peak_map(squashed, self.harris_skip_init), squashed_to_log(squashed)
 
-    def forward(self, image: torch.Tensor) -> DetectorOutput:
+    def forward(self, image: torch.Tensor, with_score: bool = True) -> DetectorOutput:
+        """The outputs of ``image`` ``(B, in_channels, H, W)``; ``with_score=False`` skips the score head
+        (``score`` None; the orientation and the features are the same tensors either way)."""
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
 
@@ -254,7 +257,7 @@ class EquivariantDetector(nn.Module):
             score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
             handcrafted=self.handcrafted, descriptor_image=self.descriptor_image, score_residual=self.score_residual,
             harris_log_input=self.harris_log_input, harris_skip_form=self.harris_skip_form)
-        return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:])))
+        return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:]), with_score))
 
 
 class DetectorParts(NamedTuple):
@@ -285,11 +288,12 @@ def squashed_to_log(s: torch.Tensor) -> torch.Tensor:
     return -torch.sign(s) * torch.log1p(-s.abs().clamp(max=1 - 1e-6))
 
 
-def run_detector(parts: DetectorParts, image: torch.Tensor,
-                 level_sizes: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def run_detector(parts: DetectorParts, image: torch.Tensor, level_sizes: Sequence[tuple[int, int]],
+                 with_score: bool = True) -> tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
     """The detector's forward pass (see the module docstring) on ``image`` ``(B, C, H, W)`` over the
     pyramid ``level_sizes`` (the first the image's own): ``(score, orientation, features)`` as in
-    :class:`DetectorOutput`. One function for the network and its export, so they cannot drift apart."""
+    :class:`DetectorOutput`, the score None with ``with_score=False`` (its head, a tenth of the time at
+    640x480, skipped). One function for the network and its export, so they cannot drift apart."""
     h, w = image.shape[-2:]
     invariant, hand, orientation = [], [], None
     for size in level_sizes:
@@ -298,8 +302,9 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
         if parts.handcrafted:
             responses = handcrafted_responses(level, parts.handcrafted)
             level = torch.cat([level, responses], 1)
-            hand.append(responses if tuple(size) == (h, w) else
-                        F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
+            if with_score:  # the score head's input alone
+                hand.append(responses if tuple(size) == (h, w) else
+                            F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
         feats = [parts.blocks[0](level)]
         feats.append(parts.blocks[1](antialiased_max_pool(feats[-1])))
         feats.append(parts.blocks[2](antialiased_max_pool(feats[-1])))
@@ -308,6 +313,10 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
         ori = F.interpolate(parts.orientation_conv(feats[-1]), size=(h, w), mode="bilinear", align_corners=False)
         orientation = ori if orientation is None else orientation + ori
     features = torch.cat(invariant, dim=1)
+    descriptors = parts.descriptor_head(torch.cat([features, normalised_image(image, parts.descriptor_image)], 1)
+                                        if parts.descriptor_image else features)
+    if not with_score:
+        return None, torch.softmax(orientation, dim=1), descriptors
     head_in = [features, *hand]
     if parts.harris_log_input:  # log(1 + |x|)
         head_in.append(squashed_to_log(hand[0][:, :1]).abs())
@@ -317,9 +326,7 @@ def run_detector(parts: DetectorParts, image: torch.Tensor,
     if parts.harris_skip is not None:  # channel 0 of the full-resolution level: Harris at the first sigma
         harris = hand[0][:, :1]
         logits = logits + parts.harris_skip * (squashed_to_log(harris) if parts.harris_skip_form == "log" else harris)
-    if parts.descriptor_image:
-        features = torch.cat([features, normalised_image(image, parts.descriptor_image)], 1)
-    return torch.sigmoid(logits), torch.softmax(orientation, dim=1), parts.descriptor_head(features)
+    return torch.sigmoid(logits), torch.softmax(orientation, dim=1), descriptors
 
 
 def orientation_angle(distribution: torch.Tensor) -> torch.Tensor:
