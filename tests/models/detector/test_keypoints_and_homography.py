@@ -100,6 +100,30 @@ def test_levels_read_for_their_descriptors_skip_the_score_and_nothing_else(optio
     assert full[1][1].score is not None and full[1][1].score.std() > 1e-4
 
 
+def test_a_pyramid_of_pyramids_passes_each_size_through_the_blocks_once() -> None:
+    torch.manual_seed(0)
+    net = EquivariantDetector(group_order=4, layer_1=1, layer_2=1, layer_3=1, pyramid_levels=3,
+                              handcrafted=(0.0, 2.0), harris_skip=4.0).eval()
+    with torch.no_grad():
+        net.score_head[-1].weight.normal_()
+    sizes: list[tuple[int, ...]] = []
+    net.block1.register_forward_hook(lambda module, args, out: sizes.append(tuple(args[0].tensor.shape[-2:])))
+    image = torch.rand(1, 1, 64, 48)
+    with torch.no_grad():
+        levels = run_levels(net, image, [1.0, 0.7071, 0.5])
+        assert len(sizes) == len(set(sizes)) < 9                          # each size once, not 3 passes x 3 levels
+        assert {(64, 48), (45, 34), (32, 24), (23, 17), (16, 12)} <= set(sizes)  # the image's own pyramid among them
+        sizes.clear()
+        alone = net(image)
+    assert len(sizes) == 3
+    for a, b in zip(levels[0][1], alone):  # the image's own level: the network's outputs, bit for bit
+        assert torch.equal(a, b)
+    assert [tuple(level.shape[-2:]) for level, _ in levels] == [(64, 48), (45, 34), (32, 24)]
+    assert all(out.score is not None and out.features.shape[-2:] == level.shape[-2:] for level, out in levels)
+    with pytest.raises(ValueError, match="with_score"):
+        net.pyramid(image, [(64, 48)], [True, False])
+
+
 def test_per_level_detection_keeps_a_structure_at_each_level_unless_deduplicated() -> None:
     ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     blob = torch.exp(-((xs - 30) ** 2 + (ys - 34) ** 2) / (2 * 6.0**2))[None, None]

@@ -144,14 +144,19 @@ def run_levels(net: Callable[..., DetectorOutput], image: torch.Tensor, scales: 
                scored: Optional[Sequence[float]] = None) -> list[tuple[torch.Tensor, DetectorOutput]]:
     """The network on ``image`` ``(B, C, H, W)`` resized (antialiased) by each of ``scales``:
     a list of (level image, network output), in the order of ``scales``. ``scored``: the scales whose
-    score map is needed (the others are read for their descriptors only: ``score`` None); None = all."""
+    score map is needed (the others are read for their descriptors only: ``score`` None); None = all.
+    A network with a ``pyramid`` method (:meth:`EquivariantDetector.pyramid`) runs all levels at once,
+    sharing the passes their own pyramids have in common."""
     h, w = image.shape[-2:]
+    sizes = [level_size((h, w), s) for s in scales]
+    flags = [scored is None or s in scored for s in scales]
+    if hasattr(net, "pyramid"):
+        return net.pyramid(image, sizes, flags)
     levels = []
-    for s in scales:
-        size = level_size((h, w), s)
+    for size, flag in zip(sizes, flags):
         level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
                                                            align_corners=False)
-        levels.append((level, net(level) if scored is None or s in scored else net(level, with_score=False)))
+        levels.append((level, net(level) if flag else net(level, with_score=False)))
     return levels
 
 

@@ -19,6 +19,9 @@ normalised by its mean absolute value over the image (so contrast does not matte
 (-1, 1). They enter the first block as extra trivial fields and the score head directly, so the
 network starts from well-localised corner and blob responses and learns what to keep.
 
+The pyramid levels a keypoint is described at (``describe_scales``) are run together by
+:meth:`EquivariantDetector.pyramid`: each size passes the blocks once, every level resized once from the image.
+
 Every operation is exactly equivariant to rotations by multiples of 90 degrees (for N divisible by
 4) for square inputs of any size: e2cnn filters, zero padding, centred resizing and the
 parity-aware pooling below all commute with ``torch.rot90``.
@@ -242,22 +245,58 @@ class EquivariantDetector(nn.Module):
         squashed = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # Harris alone
         return harris_peak_map(squashed, self.harris_skip_init), squashed_to_log(squashed)
 
-    def forward(self, image: torch.Tensor, with_score: bool = True) -> DetectorOutput:
-        """The outputs of ``image`` ``(B, in_channels, H, W)``; ``with_score=False`` skips the score head
-        (``score`` None; the orientation and the features are the same tensors either way)."""
+    def _check(self, image: torch.Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != self.in_channels:
             raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
+
+    def parts(self) -> DetectorParts:
+        """This network's pieces as functions of plain tensors (for :func:`run_detector`)."""
 
         def on_tensors(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:  # in_type -> GeometricTensor
             return lambda t: module(enn.GeometricTensor(t, module.in_type)).tensor
 
-        parts = DetectorParts(
+        return DetectorParts(
             blocks=[on_tensors(b) for b in (self.block1, self.block2, self.block3)],
             pools=[on_tensors(p) for p in self.pools], orientation_conv=on_tensors(self.orientation_conv),
             score_head=self.score_head, descriptor_head=self.descriptor_head, harris_skip=self.harris_skip,
             handcrafted=self.handcrafted, descriptor_image=self.descriptor_image, score_residual=self.score_residual,
             harris_log_input=self.harris_log_input, harris_skip_form=self.harris_skip_form)
-        return DetectorOutput(*run_detector(parts, image, self.level_sizes(*image.shape[-2:]), with_score))
+
+    def forward(self, image: torch.Tensor, with_score: bool = True) -> DetectorOutput:
+        """The outputs of ``image`` ``(B, in_channels, H, W)``; ``with_score=False`` skips the score head
+        (``score`` None; the orientation and the features are the same tensors either way)."""
+        self._check(image)
+        return DetectorOutput(*run_detector(self.parts(), image, self.level_sizes(*image.shape[-2:]), with_score))
+
+    def pyramid(self, image: torch.Tensor, sizes: Sequence[tuple[int, int]],
+                with_score: Sequence[bool]) -> list[tuple[torch.Tensor, DetectorOutput]]:
+        """``image`` ``(B, in_channels, H, W)`` resized to each of ``sizes`` and the outputs there, the score
+        only where ``with_score`` says: a list of (level image, outputs). Every level of every level's own
+        pyramid is ``image`` resized once to that size, and each size passes the blocks once: a level's
+        pyramid is the next levels of the image's, so five levels of a three-level network make seven
+        passes, not fifteen. At the image's own size the outputs are ``self(image)``'s, bit for bit; at a
+        smaller one they differ from ``self(level image)``'s, whose own levels are resized twice."""
+        self._check(image)
+        if len(sizes) != len(with_score):
+            raise ValueError(f"pyramid: {len(sizes)} sizes but {len(with_score)} with_score flags")
+        parts, images, trunks = self.parts(), {}, {}
+
+        def level_image(size: tuple[int, int]) -> torch.Tensor:
+            if size not in images:
+                images[size] = resize_level(image, size)
+            return images[size]
+
+        def trunk_at(size: tuple[int, int]) -> LevelTrunk:
+            if size not in trunks:
+                trunks[size] = run_trunk(parts, level_image(size))
+            return trunks[size]
+
+        out = []
+        for size, scored in zip(sizes, with_score):
+            size = (int(size[0]), int(size[1]))
+            outputs = run_detector(parts, level_image(size), self.level_sizes(*size), bool(scored), trunk_at)
+            out.append((level_image(size), DetectorOutput(*outputs)))
+        return out
 
 
 class DetectorParts(NamedTuple):
@@ -288,29 +327,57 @@ def squashed_to_log(s: torch.Tensor) -> torch.Tensor:
     return -torch.sign(s) * torch.log1p(-s.abs().clamp(max=1 - 1e-6))
 
 
+class LevelTrunk(NamedTuple):
+    """One pyramid level's pass through the blocks, at the level's own size: the group-pooled
+    (rotation-invariant) map of each block ``(B, layer_i, h_i, w_i)`` at its block's resolution, the
+    orientation logits ``(B, N, h_3, w_3)`` and the handcrafted responses ``(B, 2 S, h, w)`` (None without)."""
+
+    pooled: list[torch.Tensor]
+    orientation: torch.Tensor
+    responses: Optional[torch.Tensor]
+
+
+def resize_level(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``image`` ``(B, C, H, W)`` resized (bilinear, antialiased) to ``size`` = (h, w); itself at its own size."""
+    if tuple(size) == tuple(image.shape[-2:]):
+        return image
+    return F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def run_trunk(parts: DetectorParts, level: torch.Tensor) -> LevelTrunk:
+    """The three blocks on one pyramid level ``(B, C, h, w)`` (with its handcrafted responses)."""
+    responses = None
+    if parts.handcrafted:
+        responses = handcrafted_responses(level, parts.handcrafted)
+        level = torch.cat([level, responses], 1)
+    feats = [parts.blocks[0](level)]
+    feats.append(parts.blocks[1](antialiased_max_pool(feats[-1])))
+    feats.append(parts.blocks[2](antialiased_max_pool(feats[-1])))
+    return LevelTrunk([pool(f) for pool, f in zip(parts.pools, feats)], parts.orientation_conv(feats[-1]), responses)
+
+
 def run_detector(parts: DetectorParts, image: torch.Tensor, level_sizes: Sequence[tuple[int, int]],
-                 with_score: bool = True) -> tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
+                 with_score: bool = True, trunk_at: Optional[Callable[[tuple[int, int]], LevelTrunk]] = None,
+                 ) -> tuple[Optional[torch.Tensor], torch.Tensor, torch.Tensor]:
     """The detector's forward pass (see the module docstring) on ``image`` ``(B, C, H, W)`` over the
     pyramid ``level_sizes`` (the first the image's own): ``(score, orientation, features)`` as in
     :class:`DetectorOutput`, the score None with ``with_score=False`` (its head, a tenth of the time at
-    640x480, skipped). One function for the network and its export, so they cannot drift apart."""
+    640x480, skipped). ``trunk_at(size)``: the level of that size when the caller has it (a pyramid of
+    pyramids shares its passes, :meth:`EquivariantDetector.pyramid`); by default ``image`` resized to it.
+    One function for the network and its export, so they cannot drift apart."""
     h, w = image.shape[-2:]
+
+    def full_size(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+
     invariant, hand, orientation = [], [], None
     for size in level_sizes:
-        level = image if tuple(size) == (h, w) else F.interpolate(image, size=size, mode="bilinear",
-                                                                  align_corners=False, antialias=True)
-        if parts.handcrafted:
-            responses = handcrafted_responses(level, parts.handcrafted)
-            level = torch.cat([level, responses], 1)
-            if with_score:  # the score head's input alone
-                hand.append(responses if tuple(size) == (h, w) else
-                            F.interpolate(responses, size=(h, w), mode="bilinear", align_corners=False))
-        feats = [parts.blocks[0](level)]
-        feats.append(parts.blocks[1](antialiased_max_pool(feats[-1])))
-        feats.append(parts.blocks[2](antialiased_max_pool(feats[-1])))
-        for pool, f in zip(parts.pools, feats):
-            invariant.append(F.interpolate(pool(f), size=(h, w), mode="bilinear", align_corners=False))
-        ori = F.interpolate(parts.orientation_conv(feats[-1]), size=(h, w), mode="bilinear", align_corners=False)
+        size = (int(size[0]), int(size[1]))
+        trunk = trunk_at(size) if trunk_at is not None else run_trunk(parts, resize_level(image, size))
+        if with_score and trunk.responses is not None:  # the score head's input alone
+            hand.append(trunk.responses if size == (h, w) else full_size(trunk.responses))
+        invariant += [full_size(pooled) for pooled in trunk.pooled]
+        ori = full_size(trunk.orientation)
         orientation = ori if orientation is None else orientation + ori
     features = torch.cat(invariant, dim=1)
     descriptors = parts.descriptor_head(torch.cat([features, normalised_image(image, parts.descriptor_image)], 1)
