@@ -1,9 +1,12 @@
 """Detector timings: network forward, keypoints + descriptors, and each baseline, per image.
 
     python bench/detector_bench.py [--height 480 --width 640] [--threads 1] [--device cpu] [--scales 1.0 0.71 0.5] [--handcrafted 0 2]
+    python bench/detector_bench.py --ckpt <trained detector checkpoint>
 
 Prints milliseconds per image (median of --repeats runs) for the model (forward, 2000 keypoints,
-descriptors; over the pyramid ``--scales``) and each baseline. Timings are not asserted in tests.
+descriptors; over the pyramid ``--scales``) and each baseline. With ``--ckpt`` the model is that
+checkpoint's detector as ``evaluate.py`` runs it (its keypoints and its descriptors at every
+``describe_scales`` level). Timings are not asserted in tests.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from neurocorr.checkpoints import model_from_checkpoint
 from neurocorr.data.synthetic.bundled_images import load_bundled
 import torch.nn.functional as F
 from neurocorr.models.detector.baselines import BASELINES, run_baseline
@@ -35,7 +39,7 @@ def timed(fn, repeats: int, sync=lambda: None) -> float:
     return 1000 * statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
@@ -45,23 +49,38 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args()
+    p.add_argument("--ckpt", default=None, help="a trained detector checkpoint, timed as evaluate.py runs it")
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     photo = torch.from_numpy(load_bundled("coffee")).float()[None, None]
     image = F.interpolate(photo, size=(args.height, args.width), mode="bilinear", antialias=True, align_corners=False)
     x = (image / 255.0).to(device)
-    net = EquivariantDetector(handcrafted=tuple(args.handcrafted), harris_skip=4.0 if args.handcrafted else 0.0)
-    net = net.to(device).eval()
-    describe = PolarDescriptor()
+    if args.ckpt:
+        module = model_from_checkpoint(args.ckpt)[0].to(device).eval()
+        if not hasattr(module, "detect"):
+            raise SystemExit(f"{args.ckpt} holds a {type(module).__name__}, not a detector")
+        image_in = x.expand(-1, module.net.in_channels, -1, -1)
 
-    def model() -> None:
-        with torch.no_grad():
-            detect_pyramid(net, describe, x, args.scales, args.top_k)
+        def model() -> None:
+            with torch.no_grad():
+                module.detect(image_in)
 
-    print(f"{args.width}x{args.height} grey photo, {args.threads} thread(s), {device}, scales {args.scales}")
-    print(f"  model (forward + {args.top_k} keypoints + descriptors): {timed(model, args.repeats, sync):8.1f} ms")
+        setting = f"checkpoint {args.ckpt}, describe levels {module.describe_scales or [1.0]}"
+    else:
+        net = EquivariantDetector(handcrafted=tuple(args.handcrafted), harris_skip=4.0 if args.handcrafted else 0.0)
+        net = net.to(device).eval()
+        describe = PolarDescriptor()
+
+        def model() -> None:
+            with torch.no_grad():
+                detect_pyramid(net, describe, x, args.scales, args.top_k)
+
+        setting = f"untrained network, scales {args.scales}"
+    print(f"{args.width}x{args.height} grey photo, {args.threads} thread(s), {device}, {setting}")
+    what = "as evaluate.py runs it" if args.ckpt else f"forward + {args.top_k} keypoints + descriptors"
+    print(f"  model ({what}): {timed(model, args.repeats, sync):8.1f} ms")
     grey = image[0, 0].round().clamp(0, 255).to(torch.uint8).numpy().astype(np.uint8)
     for name in BASELINES:
         print(f"  {name:8s}: {timed(lambda: run_baseline(name, grey), args.repeats):8.1f} ms")
