@@ -274,7 +274,7 @@ class EquivariantDetector(nn.Module):
         only where ``with_score`` says: a list of (level image, outputs). Every level of every level's own
         pyramid is ``image`` resized once to that size, and each size passes the blocks once: a level's
         pyramid is the next levels of the image's, so five levels of a three-level network make seven
-        passes, not fifteen. At the image's own size the outputs are ``self(image)``'s, bit for bit; at a
+        passes, not fifteen (eight where two sizes round apart, as at 640x480). At the image's own size the outputs are ``self(image)``'s, bit for bit; at a
         smaller one they differ from ``self(level image)``'s, whose own levels are resized twice."""
         self._check(image)
         if len(sizes) != len(with_score):
