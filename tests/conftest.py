@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -33,9 +35,6 @@ def same_random_state() -> None:
     """Every test starts from one random state, whatever ran before it on its worker: which tests share a
     pytest-xdist worker changes from run to run, and an unseeded warp or initialisation then changed with it
     (one random two-view crop in ten left a detector test no covisible keypoint)."""
-    import numpy as np
-    import torch
-
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
@@ -47,7 +46,6 @@ def tiny_agfusion_data(tmp_path: Path) -> list[str]:
 
 def tiny_class_folders(tmp_path: Path) -> list[str]:
     """Two classes of drawings by six authors each (HDS-style names ``<class>.<author>.<n>.png``)."""
-    import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)

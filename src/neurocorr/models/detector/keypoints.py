@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import laplacian
 
-from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle
+from neurocorr.models.detector.torch_model import DetectorOutput, orientation_angle, resize_level
 from neurocorr.ops.filters import gaussian_blur
 from neurocorr.ops.geometry import resize_points, sample_maps
 from neurocorr.ops.peaks import find_peaks, refine_subpixel, refine_subpixel_2d
@@ -154,8 +154,7 @@ def run_levels(net: Callable[..., DetectorOutput], image: torch.Tensor, scales: 
         return net.pyramid(image, sizes, flags)
     levels = []
     for size, flag in zip(sizes, flags):
-        level = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", antialias=True,
-                                                           align_corners=False)
+        level = resize_level(image, size)
         levels.append((level, net(level) if flag else net(level, with_score=False)))
     return levels
 

@@ -240,8 +240,7 @@ class EquivariantDetector(nn.Module):
         (``DetectorModule(subpixel_map="harris_log")``)."""
         if self.harris_skip is None:
             raise ConfigError("harris_score needs model.net.harris_skip (and handcrafted sigmas)")
-        if image.dim() != 4 or image.shape[1] != self.in_channels:
-            raise ValueError(f"EquivariantDetector expects (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
+        self._check(image)
         squashed = handcrafted_responses(image, self.handcrafted[:1], hessian=False)  # Harris alone
         return harris_peak_map(squashed, self.harris_skip_init), squashed_to_log(squashed)
 
