@@ -76,3 +76,28 @@ def test_dedupe_keeps_one_point_per_location() -> None:
     score = torch.tensor([0.5, 0.9, 0.4, 0.1])
     assert select_keypoints(xy, score, EYE, (20, 20), (20, 20), top_k=10).tolist() == [1, 0, 2, 3]
     assert select_keypoints(xy, score, EYE, (20, 20), (20, 20), top_k=10, dedupe_px=1.0).tolist() == [1, 2]
+
+
+def test_dedupe_also_thins_the_points_the_homography_is_estimated_from() -> None:
+    """Six of the best points of image 1 are three corners and their twins 0.5 px away: without dedupe only
+    three correct matches reach the estimate (too few for a homography); with it the six distinct corners do."""
+    corners = torch.tensor([[8.0, 8.0], [50.0, 10.0], [12.0, 52.0], [48.0, 46.0], [30.0, 20.0], [20.0, 35.0],
+                            [40.0, 30.0], [25.0, 12.0]], dtype=torch.float64)
+    order = torch.arange(8, dtype=torch.float64)
+    twins = corners + torch.tensor([0.5, 0.0], dtype=torch.float64)
+    kp1 = {"xy": torch.cat([corners, twins]), "score": torch.cat([1.0 - 0.01 * order, 0.995 - 0.01 * order]).float(),
+           "desc": torch.eye(16)}  # the twins' descriptors match nothing in image 2
+    shift = torch.tensor([[1.0, 0.0, 3.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    kp2 = {"xy": corners + torch.tensor([3.0, 0.0], dtype=torch.float64), "score": (1.0 - 0.01 * order).float(),
+           "desc": torch.eye(16)[:8]}
+    plain = evaluate_pair(kp1, kp2, shift, (64, 64), (64, 64), settings=((6, 1.0),), homography_top_k=6)
+    deduped = evaluate_pair(kp1, kp2, shift, (64, 64), (64, 64), settings=((6, 1.0),), homography_top_k=6, dedupe_px=1.0)
+    assert plain["h_err"] == math.inf
+    assert deduped["h_err"] < 1e-6
+    assert deduped["rep_6_1px"] == 1.0 and plain["rep_6_1px"] < 1.0  # the twins take repeatability slots too
+
+
+def test_negative_dedupe_is_refused() -> None:
+    xy = torch.zeros(2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="dedupe_px"):
+        select_keypoints(xy, torch.ones(2), EYE, (20, 20), (20, 20), top_k=2, dedupe_px=-1.0)

@@ -344,6 +344,11 @@ def test_bad_affine_settings_are_config_errors(bad: dict) -> None:
         tiny_module(**bad)
 
 
+def test_negative_evaluation_dedupe_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="model.dedupe_px"):
+        tiny_module(dedupe_px=-0.5)
+
+
 @pytest.mark.parametrize("bad", [{"pyramid_nms": "orb"}, {"level_dedupe_px": -1.0},
                                  {"pyramid_nms": "per_level", "snap_finest": True}])
 def test_bad_pyramid_settings_are_config_errors(bad: dict) -> None:

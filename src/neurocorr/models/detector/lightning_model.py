@@ -190,6 +190,8 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError(f"model.ransac_method must be one of {sorted(ESTIMATORS)}, got {ransac_method!r}")
         if isinstance(homography_trials, bool) or not isinstance(homography_trials, int) or homography_trials < 1:
             raise ConfigError(f"model.homography_trials must be an integer >= 1, got {homography_trials!r}")
+        if dedupe_px < 0:
+            raise ConfigError(f"model.dedupe_px must be >= 0 px (0 = every keypoint counts), got {dedupe_px}")
         if isinstance(compare_resamples, bool) or not isinstance(compare_resamples, int) or compare_resamples < 0:
             raise ConfigError(f"model.compare_resamples must be an integer >= 0 (0 = no interval), got {compare_resamples!r}")
         self.eval_settings = [(int(k), float(t)) for k, t in eval_settings]

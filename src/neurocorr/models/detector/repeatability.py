@@ -5,13 +5,15 @@ detector, ours or a baseline, is scored by these same functions.
 
 Protocol for one pair (image 1, image 2, ``H``: 1 -> 2):
 1. keep the keypoints of each image that lie in the region both images see;
-2. of those, keep the ``top_k`` highest-scoring per image;
+2. of those, keep the ``top_k`` highest-scoring per image (``dedupe_px`` > 0: after dropping every
+   point within that distance of a higher-scoring one, so that each location counts once);
 3. repeatability = (#kp1 whose warp has a kp2 within ``threshold`` px + #kp2 whose back-warp
    has a kp1 within ``threshold``) / (#kp1 + #kp2), i.e. counted in both directions;
 4. localisation error = mean distance of those nearest neighbours that are within ``threshold``;
 5. matching accuracy = share of mutual-nearest-neighbour descriptor matches whose reprojection
    error is under ``match_threshold`` px;
-6. homography corner error: MNN matches of the ``homography_top_k`` best keypoints of each image ->
+6. homography corner error: MNN matches of the ``homography_top_k`` best keypoints of each image (with
+   ``dedupe_px``, one per location as in step 2) ->
    robust estimate (LO-RANSAC by default) -> mean error of the four corners (``homography.py``),
    the median over ``homography_trials`` orders of the matches; AUCs are taken over pairs.
 """
@@ -36,8 +38,17 @@ def select_keypoints(xy: torch.Tensor, score: torch.Tensor, H: torch.Tensor, siz
     ``dedupe_px`` > 0 first drops every point within that distance of a higher-scoring one (the
     same corner reported at several pyramid levels or orientations, as ORB and SIFT do), so that
     each location counts once. 0 = off (the protocol of the issue)."""
-    keep = covisible(xy, H, size_from, size_to).nonzero().squeeze(1)
-    keep = keep[score[keep].argsort(descending=True)]
+    return strongest(xy, score, covisible(xy, H, size_from, size_to).nonzero().squeeze(1), top_k, dedupe_px)
+
+
+def strongest(xy: torch.Tensor, score: torch.Tensor, candidates: torch.Tensor, top_k: int,
+              dedupe_px: float = 0.0) -> torch.Tensor:
+    """Indices (long, by descending score) of the at most ``top_k`` highest-scoring of the keypoints
+    ``candidates`` (long indices into ``xy`` ``(N, 2)`` and ``score`` ``(N,)``); ``dedupe_px`` > 0 first drops
+    every candidate within that distance of a higher-scoring one (see :func:`select_keypoints`)."""
+    if dedupe_px < 0:
+        raise ValueError(f"dedupe_px must be >= 0, got {dedupe_px}")
+    keep = candidates[score[candidates].argsort(descending=True)]
     if dedupe_px > 0 and keep.numel() > 1:
         d = torch.cdist(xy[keep].double(), xy[keep].double())
         shadowed = (torch.triu(d < dedupe_px, diagonal=1)).any(0)
@@ -102,8 +113,8 @@ def evaluate_pair(
         out["match_acc"] = float(m["matching_accuracy"])
         out["n_matches"] = float(m["n_matches"])
         # the best keypoints of each whole image: no ground truth decides which points take part
-        i1 = kp1["score"].argsort(descending=True)[:homography_top_k]
-        i2 = kp2["score"].argsort(descending=True)[:homography_top_k]
+        i1 = strongest(kp1["xy"].double(), kp1["score"], torch.arange(len(kp1["score"])), homography_top_k, dedupe_px)
+        i2 = strongest(kp2["xy"].double(), kp2["score"], torch.arange(len(kp2["score"])), homography_top_k, dedupe_px)
         pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
         out["h_err"] = steady_corner_error(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], H, size1,
                                            homography_trials, ransac_px, ransac_method)
