@@ -38,17 +38,20 @@ def select_keypoints(xy: torch.Tensor, score: torch.Tensor, H: torch.Tensor, siz
     ``dedupe_px`` > 0 first drops every point within that distance of a higher-scoring one (the
     same corner reported at several pyramid levels or orientations, as ORB and SIFT do), so that
     each location counts once. 0 = off (the protocol of the issue)."""
-    return strongest(xy, score, covisible(xy, H, size_from, size_to).nonzero().squeeze(1), top_k, dedupe_px)
+    return strongest(xy, score, top_k, dedupe_px, covisible(xy, H, size_from, size_to).nonzero().squeeze(1))
 
 
-def strongest(xy: torch.Tensor, score: torch.Tensor, candidates: torch.Tensor, top_k: int,
-              dedupe_px: float = 0.0) -> torch.Tensor:
-    """Indices (long, by descending score) of the at most ``top_k`` highest-scoring of the keypoints
-    ``candidates`` (long indices into ``xy`` ``(N, 2)`` and ``score`` ``(N,)``); ``dedupe_px`` > 0 first drops
-    every candidate within that distance of a higher-scoring one (see :func:`select_keypoints`)."""
+def strongest(xy: torch.Tensor, score: torch.Tensor, top_k: int, dedupe_px: float = 0.0,
+              candidates: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Indices (long, by descending score) of the at most ``top_k`` highest-scoring keypoints ``xy`` ``(N, 2)``
+    (scores ``(N,)``), among ``candidates`` (long indices; None = all); ``dedupe_px`` > 0 first drops every
+    candidate within that distance of a higher-scoring one (see :func:`select_keypoints`)."""
     if dedupe_px < 0:
         raise ValueError(f"dedupe_px must be >= 0, got {dedupe_px}")
-    keep = candidates[score[candidates].argsort(descending=True)]
+    if candidates is None:
+        keep = score.argsort(descending=True)
+    else:
+        keep = candidates[score[candidates].argsort(descending=True)]
     if dedupe_px > 0 and keep.numel() > 1:
         d = torch.cdist(xy[keep].double(), xy[keep].double())
         shadowed = (torch.triu(d < dedupe_px, diagonal=1)).any(0)
@@ -113,8 +116,8 @@ def evaluate_pair(
         out["match_acc"] = float(m["matching_accuracy"])
         out["n_matches"] = float(m["n_matches"])
         # the best keypoints of each whole image: no ground truth decides which points take part
-        i1 = strongest(kp1["xy"].double(), kp1["score"], torch.arange(len(kp1["score"])), homography_top_k, dedupe_px)
-        i2 = strongest(kp2["xy"].double(), kp2["score"], torch.arange(len(kp2["score"])), homography_top_k, dedupe_px)
+        i1 = strongest(kp1["xy"], kp1["score"], homography_top_k, dedupe_px)
+        i2 = strongest(kp2["xy"], kp2["score"], homography_top_k, dedupe_px)
         pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
         out["h_err"] = steady_corner_error(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], H, size1,
                                            homography_trials, ransac_px, ransac_method)
