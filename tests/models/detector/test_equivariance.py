@@ -11,7 +11,7 @@ import torch
 
 from neurocorr.models.detector.descriptor import polar_descriptor
 from neurocorr.models.detector.keypoints import detect_keypoints
-from neurocorr.models.detector.torch_model import EquivariantDetector, antialiased_max_pool
+from neurocorr.models.detector.torch_model import _SPLIT_POOL_PIXELS, EquivariantDetector, antialiased_max_pool
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,15 @@ def test_pooling_is_symmetric_for_odd_and_even_sizes() -> None:
         with torch.no_grad():  # the inference path (separable running max) gives the training path's values
             fast = antialiased_max_pool(x)
         torch.testing.assert_close(fast, antialiased_max_pool(x.requires_grad_()).detach())
+
+
+def test_a_large_map_pooled_channel_by_channel_gives_the_training_path_values() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 363, 362)  # over _SPLIT_POOL_PIXELS: the inference path splits the channels
+    assert x.shape[-2] * x.shape[-1] >= _SPLIT_POOL_PIXELS
+    with torch.no_grad():
+        fast = antialiased_max_pool(x)
+        one_channel = antialiased_max_pool(x[:, 1:2])
+    assert fast.shape == (1, 3, 182, 181)
+    torch.testing.assert_close(fast, antialiased_max_pool(x.requires_grad_()).detach())
+    torch.testing.assert_close(fast[:, 1:2], one_channel, atol=0, rtol=0)  # channels pooled independently

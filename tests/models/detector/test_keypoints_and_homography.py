@@ -100,16 +100,19 @@ def test_levels_read_for_their_descriptors_skip_the_score_and_nothing_else(optio
     assert full[1][1].score is not None and full[1][1].score.std() > 1e-4
 
 
-def test_a_pyramid_of_pyramids_passes_each_size_through_the_blocks_once() -> None:
+@pytest.mark.parametrize("autograd", [True, False], ids=["e2cnn", "plain-twins"])
+def test_a_pyramid_of_pyramids_passes_each_size_through_the_blocks_once(autograd: bool) -> None:
     torch.manual_seed(0)
     net = EquivariantDetector(group_order=4, layer_1=1, layer_2=1, layer_3=1, pyramid_levels=3,
                               handcrafted=(0.0, 2.0), harris_skip=4.0).eval()
     with torch.no_grad():
         net.score_head[-1].weight.normal_()
     sizes: list[tuple[int, ...]] = []
-    net.block1.register_forward_hook(lambda module, args, out: sizes.append(tuple(args[0].tensor.shape[-2:])))
+    first_block = net.block1 if autograd else net._plain_twins()[0][0]  # without autograd the twins run
+    first_block.register_forward_hook(
+        lambda module, args, out: sizes.append(tuple(getattr(args[0], "tensor", args[0]).shape[-2:])))
     image = torch.rand(1, 1, 64, 48)
-    with torch.no_grad():
+    with torch.set_grad_enabled(autograd):
         levels = run_levels(net, image, [1.0, 0.7071, 0.5])
         assert len(sizes) == len(set(sizes)) < 9                          # each size once, not 3 passes x 3 levels
         assert {(64, 48), (45, 34), (32, 24), (23, 17), (16, 12)} <= set(sizes)  # the image's own pyramid among them

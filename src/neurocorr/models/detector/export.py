@@ -41,9 +41,8 @@ class DetectorExport(nn.Module):
         self.in_channels, self.group_order = int(net.in_channels), int(net.group_order)
         self.handcrafted = net.handcrafted
         self.pyramid_levels, self.pyramid_scale = int(net.pyramid_levels), float(net.pyramid_scale)
-        self.blocks = nn.ModuleList([block.body.export() for block in (net.block1, net.block2, net.block3)])
-        self.pools = nn.ModuleList([pool.export() for pool in net.pools])
-        self.orientation_conv = net.orientation_conv.export()
+        blocks, pools, self.orientation_conv = net.plain_modules()
+        self.blocks, self.pools = nn.ModuleList(blocks), nn.ModuleList(pools)
         self.score_head, self.descriptor_head = net.score_head, net.descriptor_head
         self.harris_skip = net.harris_skip
         self.score_residual = net.score_residual
