@@ -87,7 +87,11 @@ def test_detector_keypoints_in_original_pixels_and_pair_matches(make_cfg, tmp_pa
     assert len(rows) == 1 and Path(rows[0]["image_b"]).name == "b.png"
 
 
-def test_detector_with_descriptors_at_several_levels_writes_and_matches_them(make_cfg, tmp_path):
+def test_detector_with_descriptors_at_several_levels_writes_and_matches_them(make_cfg, tmp_path, monkeypatch):
+    from neurocorr.models.detector import relocation
+    # every match read as image a seen at level 0.5 against b at full size: a's points are relocated
+    monkeypatch.setattr(relocation, "matched_level_pairs",
+                        lambda d1, d2: torch.tensor([[1, 0]]).expand(d1.shape[0], 2))
     ckpt = checkpoint(make_cfg, tmp_path, "detector", "model.describe_scales=[1.0,0.5]")
     folder = images(tmp_path / "in", [(64, 64), (64, 48)], bad=False)
     failed, out = run(make_cfg, ckpt, f"input=[{folder / 'a.png'},{folder / 'b.png'}]", "model.top_k=20")
@@ -96,6 +100,14 @@ def test_detector_with_descriptors_at_several_levels_writes_and_matches_them(mak
     assert desc.ndim == 3 and desc.shape[:2] == (np.load(out / "keypoints" / "a.npz")["xy"].shape[0], 2)
     info = json.loads((out / "matches" / "a__b.json").read_text())
     assert info["matches"] > 0
+    # H is estimated from the matched keypoints relocated at the scale their levels matched at: near them
+    m, kp_a = np.load(out / "matches" / "a__b.npz"), np.load(out / "keypoints" / "a.npz")["xy"]
+    moved = np.abs(m["xy_a"] - kp_a[m["index"][:, 0]]).max()
+    assert 0 < moved <= (1.5 + 0.5) / 0.5 + 1e-4
+    _, plain = run(make_cfg, ckpt, f"input=[{folder / 'a.png'},{folder / 'b.png'}]", "model.top_k=20",
+                   "model.relocate_px=0", f"paths.output_dir={tmp_path / 'plain'}")
+    m = np.load(plain / "matches" / "a__b.npz")
+    np.testing.assert_allclose(m["xy_a"], np.load(plain / "keypoints" / "a.npz")["xy"][m["index"][:, 0]])
 
 
 PEAKS = [(24.0, 23.0), (10.0, 22.0), (40.0, 24.0)]  # input pixels of a fake heatmapper's three classes

@@ -129,28 +129,41 @@ def _as_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
 
 
-def harris(image: np.ndarray, max_points: int = 2000) -> Features:
-    """kornia Harris response (k = 0.04) on the pixel grid, peaks by ``ops.peaks``."""
-    response = KF.harris_response(_as_tensor(image), k=0.04)
-    return _peaks_of(response, image, max_points)
+HESSIAN_SIGMAS = (1.2, 1.7, 2.4, 3.4, 4.8, 6.8)
 
 
-def hessian(image: np.ndarray, max_points: int = 2000, sigmas: tuple[float, ...] = (1.2, 1.7, 2.4, 3.4, 4.8, 6.8)) -> Features:
-    """Multi-scale determinant of Hessian (kornia ``hessian_response`` on Gaussian-blurred copies,
-    scale-normalised by sigma^4), maximum over scales, peaks by ``ops.peaks``."""
-    x = _as_tensor(image)
+def harris_map(x: torch.Tensor) -> torch.Tensor:
+    """kornia's Harris response (k = 0.04) of grey images ``(B, 1, H, W)`` in [0, 1]: ``(B, 1, H, W)``."""
+    return KF.harris_response(x, k=0.04)
+
+
+def hessian_map(x: torch.Tensor, sigmas: tuple[float, ...] = HESSIAN_SIGMAS) -> torch.Tensor:
+    """Multi-scale determinant of Hessian of grey images ``(B, 1, H, W)`` in [0, 1] (kornia
+    ``hessian_response`` on Gaussian-blurred copies, scale-normalised by sigma^4), maximum over scales."""
     best = None
     for s in sigmas:
         k = 2 * int(3 * s) + 1
         blurred = KFil.gaussian_blur2d(x, (k, k), (s, s), border_type="reflect")
         r = KF.hessian_response(blurred) * s**4
         best = r if best is None else torch.maximum(best, r)
-    return _peaks_of(best, image, max_points)
+    return best
+
+
+def harris(image: np.ndarray, max_points: int = 2000) -> Features:
+    """Peaks (``ops.peaks``, 5x5) of :func:`harris_map` on the pixel grid."""
+    return _peaks_of(harris_map(_as_tensor(image)), image, max_points)
+
+
+def hessian(image: np.ndarray, max_points: int = 2000, sigmas: tuple[float, ...] = HESSIAN_SIGMAS) -> Features:
+    """Peaks (``ops.peaks``, 5x5) of :func:`hessian_map`."""
+    return _peaks_of(hessian_map(_as_tensor(image), sigmas), image, max_points)
 
 
 BASELINES: dict[str, Callable[[np.ndarray], Features]] = {
     "sift": sift, "orb": orb, "akaze": akaze, "harris": harris, "hessian": hessian,
 }
+# the response each detector's points are found again on when matches are relocated (``relocation.py``)
+RESPONSE_MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"harris": harris_map, "hessian": hessian_map}
 
 
 def run_baseline(name: str, image: np.ndarray | torch.Tensor) -> Features:

@@ -26,6 +26,7 @@ from torchmetrics import MeanMetric
 from neurocorr.errors import ConfigError
 from neurocorr.models.base import NeurocorrModule
 from neurocorr.models.detector.augment import Photometric, WarpRanges, make_views
+from neurocorr.models.detector.baselines import RESPONSE_MAPS
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.homography import ESTIMATORS
@@ -35,6 +36,7 @@ from neurocorr.models.detector.keypoints import (PYRAMID_NMS, SCALE_SELECTIONS, 
 from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
                                             mutual_match_correct, repeat_bce, repeat_targets, ring_offsets,
                                             shifted_negative_triplet)
+from neurocorr.models.detector.relocation import MatchRelocation
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
 from neurocorr.ops.affine_shape import AffineShape
@@ -98,6 +100,9 @@ class DetectorModule(NeurocorrModule):
             ``affine_sigma`` px of each described level, axis ratio at most ``affine_max_ratio``), as
             Harris-Affine normalises its regions; 0 = circular rings. Training samples circles.
         eval_settings: (top_k, px) pairs for repeatability; the first is the validation metric.
+        relocate_px: with ``describe_scales``, each match's zoomed-in point is found again on Harris of its image
+            resized to the other point's scale, within this many px of that map, before a homography is
+            estimated (``relocation.py``; evaluation and ``predict.py``); 0 = the detected points.
         match_threshold, homography_top_k, ransac_px, ransac_method, homography_trials, baselines,
         model_descriptor_baselines, figure_pairs, dedupe_px, compare_resamples: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
@@ -120,7 +125,7 @@ class DetectorModule(NeurocorrModule):
         affine_sigma: float = 0.0, affine_max_ratio: float = 4.0,
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
-        baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
+        relocate_px: float = 1.5, baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
         dedupe_px: float = 0.0, compare_resamples: int = 2000, **base: Any,
     ) -> None:
@@ -190,6 +195,9 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError(f"model.ransac_method must be one of {sorted(ESTIMATORS)}, got {ransac_method!r}")
         if isinstance(homography_trials, bool) or not isinstance(homography_trials, int) or homography_trials < 1:
             raise ConfigError(f"model.homography_trials must be an integer >= 1, got {homography_trials!r}")
+        if isinstance(relocate_px, bool) or not isinstance(relocate_px, (int, float)) or not 0 <= relocate_px < 100:
+            raise ConfigError(f"model.relocate_px must be a number of px in [0, 100) (0 = off), got {relocate_px!r}")
+        self.relocate_px = float(relocate_px)
         if dedupe_px < 0:
             raise ConfigError(f"model.dedupe_px must be >= 0 px (0 = every keypoint counts), got {dedupe_px}")
         if isinstance(compare_resamples, bool) or not isinstance(compare_resamples, int) or compare_resamples < 0:
@@ -203,7 +211,8 @@ class DetectorModule(NeurocorrModule):
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
             ransac_px=ransac_px, ransac_method=ransac_method, homography_trials=homography_trials, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
-            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples)
+            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples,
+            relocate_px=self.relocate_px, relocate_scales=self.describe_scales)
 
     def missing_batch_keys(self, keys: Any) -> list[str]:
         """Crops (``image``) or pairs (``image1``, ``image2``, ``H``): what a batch of either lacks."""
@@ -256,6 +265,13 @@ class DetectorModule(NeurocorrModule):
         if levels:
             desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]), self.affine)
         return kp, desc, score
+
+    def match_relocation(self) -> Optional[MatchRelocation]:
+        """How this model's matches are relocated before a homography (``relocate_px`` > 0 with multi-level
+        descriptors): found again on Harris, the map the score starts from; None = off."""
+        if self.relocate_px <= 0 or not self.describe_scales:
+            return None
+        return MatchRelocation(self.describe_scales, RESPONSE_MAPS["harris"], self.relocate_px)
 
     def peak_map(self, image: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """The map ``(B, 1, H, W)`` keypoints are found on, for images ``(B, C, H, W)`` whose network score

@@ -6,9 +6,11 @@ Per image ``keypoints/<name>.npz``: ``xy`` ``(K, 2)`` float32 (x, y) in the orig
 ``(K, D)`` (``(K, L, D)`` with ``model.describe_scales``: one per pyramid level), ``image_size``
 ``(H, W)``; and ``keypoints/<name>.png`` (keypoints with orientation ticks over the image, the score
 map below). Per pair (a pairs CSV or ``input=[a,b]``) ``matches/<a>__<b>``:
-``.npz`` (``index`` ``(M, 2)`` keypoint rows of a and b, ``xy_a``, ``xy_b``, ``distance``, ``inlier``
-``(M,)`` bool, ``H`` ``(3, 3)`` a -> b, NaN when none was found), ``.json`` (counts and H), ``.png``
-(side by side, inliers green); ``pairs.csv`` sums up every pair.
+``.npz`` (``index`` ``(M, 2)`` keypoint rows of a and b, ``xy_a``, ``xy_b`` the matched points H is
+estimated from, ``distance``, ``inlier`` ``(M,)`` bool, ``H`` ``(3, 3)`` a -> b, NaN when none was found),
+``.json`` (counts and H), ``.png`` (side by side, inliers green); ``pairs.csv`` sums up every pair. With
+``model.relocate_px`` > 0 and multi-level descriptors, ``xy_a``/``xy_b`` are the keypoints relocated at the
+scale their descriptors matched at (``relocation.py``), so they may differ from the keypoint files' ``xy``.
 """
 
 from __future__ import annotations
@@ -39,9 +41,21 @@ def detect_file(ctx: PredictContext, path: Path, grey: bool, max_side: Optional[
     kp, desc, score = ctx.model.detect(image[None].to(ctx.device).float() / 255.0)
     valid = kp.valid[0]
     xy = (kp.xy[0][valid].double().cpu() + 0.5) / s - 0.5  # network pixels -> original pixels
-    return {"image": original, "xy": xy, "score": kp.score[0][valid].cpu(), "angle": kp.angle[0][valid].cpu(),
-            "scale": torch.full((int(valid.sum()),), 1.0 / s), "desc": desc[0][valid].float().cpu(),
-            "score_map": score[0].cpu()}
+    return {"image": original, "net_image": image, "net_scale": s, "xy": xy, "score": kp.score[0][valid].cpu(),
+            "angle": kp.angle[0][valid].cpu(), "scale": torch.full((int(valid.sum()),), 1.0 / s),
+            "desc": desc[0][valid].float().cpu(), "score_map": score[0].cpu()}
+
+
+def relocated(ctx: PredictContext, fa: dict[str, Any], fb: dict[str, Any], xy_a: torch.Tensor, xy_b: torch.Tensor,
+              index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matched points in original pixels, relocated in the network's pixels where the model says so."""
+    relocation = ctx.model.match_relocation()
+    if relocation is None:
+        return xy_a, xy_b
+    sa, sb = fa["net_scale"], fb["net_scale"]
+    ra, rb = relocation(fa["net_image"].float() / 255.0, fb["net_image"].float() / 255.0,
+                        (xy_a + 0.5) * sa - 0.5, (xy_b + 0.5) * sb - 0.5, fa["desc"][index[:, 0]], fb["desc"][index[:, 1]])
+    return (ra + 0.5) / sa - 0.5, (rb + 0.5) / sb - 0.5
 
 
 def save_keypoints(ctx: PredictContext, path: Path, found: dict[str, Any]) -> list[Path]:
@@ -60,7 +74,7 @@ def match_pair(ctx: PredictContext, a: Path, b: Path, fa: dict[str, Any], fb: di
                ransac_px: float) -> dict[str, Any]:
     """Mutual nearest neighbours, the RANSAC homography a -> b and its inliers; files written."""
     m = match_mnn(fa["desc"], fb["desc"])
-    xy_a, xy_b = fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]]
+    xy_a, xy_b = relocated(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
     H = estimate_homography(xy_a, xy_b, ransac_px, method=ctx.model.evaluation.ransac_method)
     inlier = torch.zeros(len(xy_a), dtype=torch.bool)
     if H is not None:

@@ -20,7 +20,7 @@ Protocol for one pair (image 1, image 2, ``H``: 1 -> 2):
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torchmetrics import Metric
@@ -28,6 +28,9 @@ from torchmetrics import Metric
 from neurocorr.models.detector.homography import steady_corner_error
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.ops.geometry import covisible, warp_points
+
+# matched (xy1, xy2, desc1, desc2) -> relocated (xy1, xy2): see relocation.py
+Relocate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def select_keypoints(xy: torch.Tensor, score: torch.Tensor, H: torch.Tensor, size_from: Sequence[int],
@@ -95,10 +98,13 @@ def evaluate_pair(
     settings: Sequence[tuple[int, float]] = ((300, 3.0), (60, 1.0)),
     match_top_k: int = 300, match_threshold: float = 3.0, dedupe_px: float = 0.0,
     homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
+    relocate: Optional[Relocate] = None,
 ) -> dict[str, float]:
     """All figures of one pair. ``kp*``: dicts with ``xy`` (N, 2), ``score`` (N,) and optionally
     ``desc`` (N, D). Keys: ``rep_<k>_<t>px``, ``loc_err_<k>_<t>px``, ``n_kp`` (keypoints of image 1),
-    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate)."""
+    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate).
+    ``relocate``: ``(xy1, xy2, desc1, desc2)`` of the matches -> new ``(xy1, xy2)``, applied to the matches
+    the homography is estimated from (``relocation.py``); None = the detected points."""
     H = H.double()
     H_inv = torch.linalg.inv(H)
     out: dict[str, float] = {}
@@ -119,8 +125,10 @@ def evaluate_pair(
         i1 = strongest(kp1["xy"], kp1["score"], homography_top_k, dedupe_px)
         i2 = strongest(kp2["xy"], kp2["score"], homography_top_k, dedupe_px)
         pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
-        out["h_err"] = steady_corner_error(kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]], H, size1,
-                                           homography_trials, ransac_px, ransac_method)
+        xy1, xy2 = kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]]
+        if relocate is not None:
+            xy1, xy2 = relocate(xy1, xy2, kp1["desc"][i1][pairs[:, 0]], kp2["desc"][i2][pairs[:, 1]])
+        out["h_err"] = steady_corner_error(xy1, xy2, H, size1, homography_trials, ransac_px, ransac_method)
     out["n_kp"] = float(kp1["xy"].shape[0])
     return out
 
