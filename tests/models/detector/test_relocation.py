@@ -8,7 +8,6 @@ import torch
 
 from neurocorr.errors import ConfigError
 from neurocorr.models.detector.baselines import harris_map, hessian_map
-from neurocorr.models.detector.evaluation import DetectorEvaluation
 from neurocorr.models.detector.keypoints import level_size
 from neurocorr.models.detector.relocation import (MatchRelocation, matched_level_pairs, relocate_matches,
                                                   relocate_points)
@@ -146,14 +145,15 @@ def test_evaluate_pair_estimates_the_homography_from_relocated_matches() -> None
 
 def test_evaluation_relocates_only_methods_described_by_the_model() -> None:
     image = rounded_square()
-    on = DetectorEvaluation(eval_settings=[(10, 3.0)], baselines=["sift", "harris"], model_descriptor_baselines=["harris"],
-                            relocate_px=1.5, relocate_scales=[1.0, 0.5])
-    assert on._relocation("model", image, image) is not None and on._relocation("harris", image, image) is not None
-    assert on._relocation("sift", image, image) is None
-    off = DetectorEvaluation(eval_settings=[(10, 3.0)], model_descriptor_baselines=["harris"], relocate_px=0.0,
-                             relocate_scales=[1.0, 0.5])
-    one_level = DetectorEvaluation(eval_settings=[(10, 3.0)], relocate_px=1.5, relocate_scales=[])
-    assert off._relocation("model", image, image) is None and one_level._relocation("model", image, image) is None
+    module = tiny_module(describe_scales=[1.0, 0.5], baselines=["sift", "harris"], model_descriptor_baselines=["harris"])
+    on = module.evaluation
+    assert on._relocation(module, "model", image, image) is not None
+    assert on._relocation(module, "harris", image, image) is not None
+    assert on._relocation(module, "sift", image, image) is None
+    off = tiny_module(describe_scales=[1.0, 0.5], model_descriptor_baselines=["harris"], relocate_px=0.0)
+    one_level = tiny_module(relocate_px=1.5)
+    assert off.evaluation._relocation(off, "model", image, image) is None
+    assert one_level.evaluation._relocation(one_level, "model", image, image) is None
 
 
 @pytest.mark.parametrize("value", [-1.0, "far", True, 200.0])
@@ -167,3 +167,4 @@ def test_module_relocates_only_with_several_describe_levels() -> None:
     assert tiny_module(describe_scales=[1.0, 0.5], relocate_px=0.0).match_relocation() is None
     relocation = tiny_module(describe_scales=[1.0, 0.5]).match_relocation()
     assert relocation.scales == [1.0, 0.5] and relocation.radius == 1.5 and relocation.response is harris_map
+    assert tiny_module(describe_scales=[1.0, 0.5]).match_relocation("hessian").response is hessian_map

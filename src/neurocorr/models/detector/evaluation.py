@@ -20,11 +20,10 @@ from typing import Any, Optional, Sequence
 import torch
 
 from neurocorr.distributed import gather_lists, unique_by, world_size
-from neurocorr.models.detector.baselines import RESPONSE_MAPS, run_baseline
+from neurocorr.models.detector.baselines import run_baseline
 from neurocorr.models.detector.comparison import format_comparison, paired_bootstrap
 from neurocorr.models.detector.figures import plot_matches, plot_score_maps
 from neurocorr.models.detector.matching import match_mnn
-from neurocorr.models.detector.relocation import MatchRelocation
 from neurocorr.models.detector.repeatability import Relocate, evaluate_pair
 from neurocorr.models.detector.table import METRICS, format_table, summarise, write_csv
 from neurocorr.ops.geometry import warp_points
@@ -43,22 +42,18 @@ class DetectorEvaluation:
         figure_pairs: the worst pairs drawn. dedupe_px: see ``repeatability.select_keypoints``.
         compare_resamples: bootstrap draws of the pairs for the model-minus-baseline intervals (0 = the
             differences alone).
-        relocate_px, relocate_scales: > 0 and the model's describe scales: the matches of every method described
-            by the model's descriptor are relocated before the homography (``relocation.py``), each on its own
-            detector's response (the model's on Harris, the map its score starts from); 0 = detected points.
     """
 
     def __init__(self, *, eval_settings: Sequence[tuple[int, float]], match_threshold: float = 3.0,
                  homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
                  baselines: Sequence[str] = (), model_descriptor_baselines: Sequence[str] = (), figure_pairs: int = 3, dedupe_px: float = 0.0,
-                 compare_resamples: int = 2000, relocate_px: float = 0.0, relocate_scales: Sequence[float] = ()) -> None:
+                 compare_resamples: int = 2000) -> None:
         self.eval_settings = list(eval_settings)
         self.match_threshold, self.homography_top_k, self.ransac_px = match_threshold, homography_top_k, ransac_px
         self.ransac_method, self.homography_trials = ransac_method, homography_trials
         self.baselines, self.model_descriptor_baselines = list(baselines), set(model_descriptor_baselines)
         self.figure_pairs, self.dedupe_px = figure_pairs, dedupe_px
         self.compare_resamples = compare_resamples
-        self.relocate_px, self.relocate_scales = float(relocate_px), [float(v) for v in relocate_scales]
         self.headline = f"rep_{self.eval_settings[0][0]}_{self.eval_settings[0][1]:g}px"
         self.rows: list[dict] = []
         self.panels: list[dict] = []
@@ -69,14 +64,14 @@ class DetectorEvaluation:
     def _model_descriptors(self, module: Any, image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
         return module.describe(image[None], xy[None].to(image.dtype).to(image.device))[0].cpu()
 
-    def _relocation(self, method: str, image1: torch.Tensor, image2: torch.Tensor) -> Optional[Relocate]:
-        """The relocation of ``method``'s matches in this pair (None: off, or not the model's descriptor)."""
-        if self.relocate_px <= 0 or not self.relocate_scales:
-            return None
+    def _relocation(self, module: Any, method: str, image1: torch.Tensor, image2: torch.Tensor) -> Optional[Relocate]:
+        """The relocation of ``method``'s matches in this pair, as ``module.match_relocation`` sets it (None: off,
+        or a method with its own descriptor)."""
         if method != "model" and method not in self.model_descriptor_baselines:
             return None
-        response = RESPONSE_MAPS["harris" if method == "model" else method]
-        relocation = MatchRelocation(self.relocate_scales, response, self.relocate_px)
+        relocation = module.match_relocation(method)
+        if relocation is None:
+            return None
         first, second = image1.detach().float().cpu(), image2.detach().float().cpu()
         return lambda xy1, xy2, d1, d2: relocation(first, second, xy1, xy2, d1, d2)
 
@@ -108,7 +103,7 @@ class DetectorEvaluation:
                 row = evaluate_pair(f1, f2, H, size1, size2, self.eval_settings, self.eval_settings[0][0],
                                     self.match_threshold, self.dedupe_px, self.homography_top_k, self.ransac_px,
                                     self.ransac_method, self.homography_trials,
-                                    self._relocation(method, batch["image1"][b], batch["image2"][b]))
+                                    self._relocation(module, method, batch["image1"][b], batch["image2"][b]))
                 self.rows.append({"method": method, "sequence": sequence, "pair": index, **row, "det_ms": ms[method]})
             self._keep_if_worst(batch, b, feats, H, score1[b], self.rows[-len(feats)][self.headline])
 

@@ -211,8 +211,7 @@ class DetectorModule(NeurocorrModule):
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
             ransac_px=ransac_px, ransac_method=ransac_method, homography_trials=homography_trials, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
-            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples,
-            relocate_px=self.relocate_px, relocate_scales=self.describe_scales)
+            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples)
 
     def missing_batch_keys(self, keys: Any) -> list[str]:
         """Crops (``image``) or pairs (``image1``, ``image2``, ``H``): what a batch of either lacks."""
@@ -266,12 +265,14 @@ class DetectorModule(NeurocorrModule):
             desc = describe_levels(levels, self.descriptor, kp.xy, tuple(image.shape[-2:]), self.affine)
         return kp, desc, score
 
-    def match_relocation(self) -> Optional[MatchRelocation]:
-        """How this model's matches are relocated before a homography (``relocate_px`` > 0 with multi-level
-        descriptors): found again on Harris, the map the score starts from; None = off."""
+    def match_relocation(self, detector: str = "model") -> Optional[MatchRelocation]:
+        """How matches described by this model's descriptor are relocated before a homography (``relocate_px``
+        > 0 with multi-level descriptors), on the response of the ``detector`` that found the points: this
+        model's on Harris, the map its score starts from, a baseline's on its own; None = off."""
         if self.relocate_px <= 0 or not self.describe_scales:
             return None
-        return MatchRelocation(self.describe_scales, RESPONSE_MAPS["harris"], self.relocate_px)
+        response = RESPONSE_MAPS["harris" if detector == "model" else detector]
+        return MatchRelocation(self.describe_scales, response, self.relocate_px)
 
     def peak_map(self, image: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """The map ``(B, 1, H, W)`` keypoints are found on, for images ``(B, C, H, W)`` whose network score

@@ -107,10 +107,11 @@ def relocate_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tens
     s = torch.tensor([float(v) for v in scales], dtype=torch.float64)
     ratio = s[levels[:, 0]] / s[levels[:, 1]]  # > 1: image 2 sees the structure larger (zoomed in)
     out1, out2 = xy1.clone(), xy2.clone()
-    for r in torch.unique(ratio.round(decimals=6)).tolist():
-        sel = (ratio.round(decimals=6) == r)
+    ratio = ratio.round(decimals=6)
+    for r in torch.unique(ratio).tolist():
         if abs(r - 1.0) < 1e-6:
             continue
+        sel = ratio == r
         if r < 1.0:  # image 1 zoomed in: find its point again at image 2's scale
             out1[sel] = relocate_points(image1, xy1[sel], r, response, radius)
         else:
