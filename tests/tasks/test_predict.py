@@ -104,10 +104,14 @@ def test_detector_with_descriptors_at_several_levels_writes_and_matches_them(mak
     m, kp_a = np.load(out / "matches" / "a__b.npz"), np.load(out / "keypoints" / "a.npz")["xy"]
     moved = np.abs(m["xy_a"] - kp_a[m["index"][:, 0]]).max()
     assert 0 < moved <= (1.5 + 0.5) / 0.5 + 1e-4
+    # then b's points are aligned to a's by the patches: at most align_px = 2 px of b's coarser level away
+    kp_b = np.load(out / "keypoints" / "b.npz")["xy"]
+    assert np.abs(m["xy_b"] - kp_b[m["index"][:, 1]]).max() <= 2.0 / 0.5 + 1e-4
     _, plain = run(make_cfg, ckpt, f"input=[{folder / 'a.png'},{folder / 'b.png'}]", "model.top_k=20",
-                   "model.relocate_px=0", f"paths.output_dir={tmp_path / 'plain'}")
+                   "model.relocate_px=0", "model.align_px=0", f"paths.output_dir={tmp_path / 'plain'}")
     m = np.load(plain / "matches" / "a__b.npz")
     np.testing.assert_allclose(m["xy_a"], np.load(plain / "keypoints" / "a.npz")["xy"][m["index"][:, 0]])
+    np.testing.assert_allclose(m["xy_b"], np.load(plain / "keypoints" / "b.npz")["xy"][m["index"][:, 1]])
 
 
 PEAKS = [(24.0, 23.0), (10.0, 22.0), (40.0, 24.0)]  # input pixels of a fake heatmapper's three classes

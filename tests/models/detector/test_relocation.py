@@ -150,8 +150,8 @@ def test_evaluation_relocates_only_methods_described_by_the_model() -> None:
     assert on._relocation(module, "model", image, image) is not None
     assert on._relocation(module, "harris", image, image) is not None
     assert on._relocation(module, "sift", image, image) is None
-    off = tiny_module(describe_scales=[1.0, 0.5], model_descriptor_baselines=["harris"], relocate_px=0.0)
-    one_level = tiny_module(relocate_px=1.5)
+    off = tiny_module(describe_scales=[1.0, 0.5], model_descriptor_baselines=["harris"], relocate_px=0.0, align_px=0.0)
+    one_level = tiny_module(relocate_px=1.5, align_px=0.0)
     assert off.evaluation._relocation(off, "model", image, image) is None
     assert one_level.evaluation._relocation(one_level, "model", image, image) is None
 

@@ -8,8 +8,9 @@ process scores its share of the pairs and the table is made from all processes' 
 
 SIFT, ORB and AKAZE use their own descriptors; the baselines in ``model_descriptor_baselines``
 (Harris, Hessian: detectors without a descriptor) are described by this model's descriptor, read
-at their points in the orientation of the model's orientation head; with ``relocate_px`` their matches are
-relocated before the homography as the model's are (``relocation.py``), each on its own detector's response.
+at their points in the orientation of the model's orientation head; their matches go through the model's
+match steps before the homography as the model's do: relocation (``relocate_px``, ``relocation.py``, each on
+its own detector's response) and alignment by the image patches (``align_px``, ``alignment.py``).
 """
 
 from __future__ import annotations
@@ -65,15 +66,15 @@ class DetectorEvaluation:
         return module.describe(image[None], xy[None].to(image.dtype).to(image.device))[0].cpu()
 
     def _relocation(self, module: Any, method: str, image1: torch.Tensor, image2: torch.Tensor) -> Optional[Relocate]:
-        """The relocation of ``method``'s matches in this pair, as ``module.match_relocation`` sets it (None: off,
-        or a method with its own descriptor)."""
+        """What is done to ``method``'s matches in this pair before the homography, as ``module.match_steps``
+        sets it (relocation, alignment; None: nothing, or a method with its own descriptor)."""
         if method != "model" and method not in self.model_descriptor_baselines:
             return None
-        relocation = module.match_relocation(method)
-        if relocation is None:
+        steps = module.match_steps(method)
+        if steps is None:
             return None
         first, second = image1.detach().float().cpu(), image2.detach().float().cpu()
-        return lambda xy1, xy2, d1, d2: relocation(first, second, xy1, xy2, d1, d2)
+        return lambda xy1, xy2, d1, d2: steps(first, second, xy1, xy2, d1, d2)
 
     def add_batch(self, module: Any, batch: dict[str, Any]) -> None:
         results, times = [], []

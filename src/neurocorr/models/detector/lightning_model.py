@@ -36,6 +36,7 @@ from neurocorr.models.detector.keypoints import (PYRAMID_NMS, SCALE_SELECTIONS, 
 from neurocorr.models.detector.loss import (PeakyRepeatability, descriptor_triplet, hardest_in_batch_triplet,
                                             mutual_match_correct, repeat_bce, repeat_targets, ring_offsets,
                                             shifted_negative_triplet)
+from neurocorr.models.detector.alignment import MatchAlignment, MatchSteps
 from neurocorr.models.detector.relocation import MatchRelocation
 from neurocorr.models.detector.repeatability import Repeatability, matching_accuracy, select_keypoints
 from neurocorr.models.detector.torch_model import EquivariantDetector
@@ -103,6 +104,10 @@ class DetectorModule(NeurocorrModule):
         relocate_px: with ``describe_scales``, each match's zoomed-in point is found again on Harris of its image
             resized to the other point's scale, within this many px of that map, before a homography is
             estimated (``relocation.py``; evaluation and ``predict.py``); 0 = the detected points.
+        align_px, align_window, align_min_ncc: > 0: then each match's second point is aligned to its first by
+            their image patches (``alignment.py``: affine Lucas-Kanade on the normalised correlation of
+            ``2 align_window + 1`` px patches at the level pair the descriptors matched at), kept where it moves
+            at most ``align_px`` level px and the correlation reaches ``align_min_ncc``; 0 = off.
         match_threshold, homography_top_k, ransac_px, ransac_method, homography_trials, baselines,
         model_descriptor_baselines, figure_pairs, dedupe_px, compare_resamples: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
@@ -125,7 +130,8 @@ class DetectorModule(NeurocorrModule):
         affine_sigma: float = 0.0, affine_max_ratio: float = 4.0,
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
-        relocate_px: float = 1.5, baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
+        relocate_px: float = 1.5, align_px: float = 2.0, align_window: int = 8, align_min_ncc: float = 0.7,
+        baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
         dedupe_px: float = 0.0, compare_resamples: int = 2000, **base: Any,
     ) -> None:
@@ -198,6 +204,15 @@ class DetectorModule(NeurocorrModule):
         if isinstance(relocate_px, bool) or not isinstance(relocate_px, (int, float)) or not 0 <= relocate_px < 100:
             raise ConfigError(f"model.relocate_px must be a number of px in [0, 100) (0 = off), got {relocate_px!r}")
         self.relocate_px = float(relocate_px)
+        if isinstance(align_px, bool) or not isinstance(align_px, (int, float)) or not 0 <= align_px < 100:
+            raise ConfigError(f"model.align_px must be a number of px in [0, 100) (0 = off), got {align_px!r}")
+        self.align_px = float(align_px)
+        if isinstance(align_window, bool) or not isinstance(align_window, int) or align_window < 2:
+            raise ConfigError(f"model.align_window must be an integer half-width >= 2 px, got {align_window!r}")
+        if isinstance(align_min_ncc, bool) or not isinstance(align_min_ncc, (int, float)) or not -1 <= align_min_ncc < 1:
+            raise ConfigError(f"model.align_min_ncc must be a correlation in [-1, 1), got {align_min_ncc!r}")
+        self.alignment = MatchAlignment(self.describe_scales or [1.0], align_window, align_px, align_min_ncc) \
+            if align_px > 0 else None
         if dedupe_px < 0:
             raise ConfigError(f"model.dedupe_px must be >= 0 px (0 = every keypoint counts), got {dedupe_px}")
         if isinstance(compare_resamples, bool) or not isinstance(compare_resamples, int) or compare_resamples < 0:
@@ -273,6 +288,12 @@ class DetectorModule(NeurocorrModule):
             return None
         response = RESPONSE_MAPS["harris" if detector == "model" else detector]
         return MatchRelocation(self.describe_scales, response, self.relocate_px)
+
+    def match_steps(self, detector: str = "model") -> Optional[MatchSteps]:
+        """What is done to matches described by this model's descriptor before a homography: relocation
+        (:meth:`match_relocation`) then alignment by the image patches (``align_px`` > 0); None = neither."""
+        steps = [step for step in (self.match_relocation(detector), self.alignment) if step is not None]
+        return MatchSteps(steps) if steps else None
 
     def peak_map(self, image: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """The map ``(B, 1, H, W)`` keypoints are found on, for images ``(B, C, H, W)`` whose network score

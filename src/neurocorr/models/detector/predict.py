@@ -10,7 +10,8 @@ map below). Per pair (a pairs CSV or ``input=[a,b]``) ``matches/<a>__<b>``:
 estimated from, ``distance``, ``inlier`` ``(M,)`` bool, ``H`` ``(3, 3)`` a -> b, NaN when none was found),
 ``.json`` (counts and H), ``.png`` (side by side, inliers green); ``pairs.csv`` sums up every pair. With
 ``model.relocate_px`` > 0 and multi-level descriptors, ``xy_a``/``xy_b`` are the keypoints relocated at the
-scale their descriptors matched at (``relocation.py``), so they may differ from the keypoint files' ``xy``.
+scale their descriptors matched at (``relocation.py``), and with ``model.align_px`` > 0 each ``xy_b`` is then
+aligned to its ``xy_a`` by the image patches (``alignment.py``), so they may differ from the keypoint files' ``xy``.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ def detect_file(ctx: PredictContext, path: Path, grey: bool, max_side: Optional[
 
 def relocated(ctx: PredictContext, fa: dict[str, Any], fb: dict[str, Any], xy_a: torch.Tensor, xy_b: torch.Tensor,
               index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Matched points in original pixels, relocated in the network's pixels where the model says so."""
-    relocation = ctx.model.match_relocation()
-    if relocation is None:
+    """Matched points in original pixels, relocated and aligned in the network's pixels where the model says so
+    (``match_steps``)."""
+    steps = ctx.model.match_steps()
+    if steps is None:
         return xy_a, xy_b
     sa, sb = fa["net_scale"], fb["net_scale"]
-    ra, rb = relocation(fa["net_image"].float() / 255.0, fb["net_image"].float() / 255.0,
+    ra, rb = steps(fa["net_image"].float() / 255.0, fb["net_image"].float() / 255.0,
                         (xy_a + 0.5) * sa - 0.5, (xy_b + 0.5) * sb - 0.5, fa["desc"][index[:, 0]], fb["desc"][index[:, 1]])
     return (ra + 0.5) / sa - 0.5, (rb + 0.5) / sb - 0.5
 

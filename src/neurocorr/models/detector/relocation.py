@@ -40,11 +40,12 @@ def matched_level_pairs(desc1: torch.Tensor, desc2: torch.Tensor) -> torch.Tenso
     return torch.stack([best // levels, best % levels], 1)
 
 
-def _grey(image: torch.Tensor) -> torch.Tensor:
+def as_grey_batch(image: torch.Tensor) -> torch.Tensor:
+    """An image ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)`` as one grey ``(1, 1, H, W)`` float batch."""
     if image.dim() == 2:
         image = image[None]
     if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"relocation expects an image (H, W), (1, H, W) or (3, H, W), got {tuple(image.shape)}")
+        raise ValueError(f"matched points need an image (H, W), (1, H, W) or (3, H, W), got {tuple(image.shape)}")
     return image.float().mean(0, keepdim=True)[None]
 
 
@@ -60,7 +61,7 @@ def relocate_points(image: torch.Tensor, xy: torch.Tensor, ratio: float, respons
         raise ValueError(f"relocation ratio must be in (0, 1], got {ratio}")
     if radius <= 0:
         raise ValueError(f"relocation radius must be > 0 px, got {radius}")
-    grey = _grey(image)
+    grey = as_grey_batch(image)
     if xy.shape[0] == 0:
         return xy.clone()
     full_h, full_w = grey.shape[-2:]
