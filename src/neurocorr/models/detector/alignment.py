@@ -33,6 +33,7 @@ from neurocorr.models.detector.torch_model import resize_level
 from neurocorr.ops.filters import gaussian_blur
 
 LEVEL_BLUR_PX = 1.0  # both levels smoothed alike: a wider basin for Gauss-Newton, sensor noise damped
+CONVERGED_PX = 1e-3  # a match's Gauss-Newton stops once its step moves no patch pixel by this much
 
 
 def _check(window: int, max_shift: float, min_ncc: float, iterations: int, angle_steps: int, error=ValueError) -> None:
@@ -56,14 +57,21 @@ def _level_stack(grey: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.cat([level, gx, gy], 1)
 
 
-def _sample(stack: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear samples ``(K, P, C)`` of ``stack`` ``(1, C, h, w)`` at ``points`` ``(K, P, 2)`` (level px),
-    and whether all of a row's points lie inside ``(K,)``."""
+def _sample(stack: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples ``(K, P, C)`` (``stack``'s dtype) of ``stack`` ``(1, C, h, w)`` at ``points``
+    ``(K, P, 2)`` (level px)."""
     h, w = stack.shape[-2:]
-    grid = torch.stack([2 * points[..., 0] / (w - 1) - 1, 2 * points[..., 1] / (h - 1) - 1], -1)
-    values = F.grid_sample(stack, grid.reshape(1, -1, 1, 2).to(stack.dtype), mode="bilinear", align_corners=True)
-    inside = ((points[..., 0] >= 1) & (points[..., 0] <= w - 2) & (points[..., 1] >= 1) & (points[..., 1] <= h - 2)).all(1)
-    return values[0, :, :, 0].T.reshape(points.shape[0], points.shape[1], -1).double(), inside
+    scale = torch.tensor([2.0 / (w - 1), 2.0 / (h - 1)], dtype=points.dtype)
+    grid = (points * scale - 1).to(stack.dtype)
+    values = F.grid_sample(stack, grid.reshape(1, -1, 1, 2), mode="bilinear", align_corners=True)
+    return values[0, :, :, 0].T.reshape(points.shape[0], points.shape[1], -1)
+
+
+def _inside(points: torch.Tensor, stack: torch.Tensor) -> torch.Tensor:
+    """``(K,)``: whether all of a row's ``points`` ``(K, P, 2)`` lie inside ``stack``'s image, a pixel from its edge."""
+    h, w = stack.shape[-2:]
+    x, y = points[..., 0], points[..., 1]
+    return ((x >= 1) & (x <= w - 2) & (y >= 1) & (y <= h - 2)).all(1)
 
 
 def _normalised(values: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,34 +92,44 @@ def _rotations(angles: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
-def _align_group(template: torch.Tensor, inside1: torch.Tensor, stack2: torch.Tensor, q2: torch.Tensor,
-                 grid: torch.Tensor, weight: torch.Tensor, iterations: int, angle_steps: int
+def _align_group(template: torch.Tensor, stack2: torch.Tensor, q2: torch.Tensor, grid: torch.Tensor,
+                 weight: torch.Tensor, iterations: int, angle_steps: int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Affine ``A`` ``(K, 2, 2)``, shift ``t`` ``(K, 2)``, final correlation ``(K,)`` and inside ``(K,)`` of
-    normalised templates ``(K, P)`` against ``stack2`` around ``q2`` ``(K, 2)``."""
+    """Affine ``A`` ``(K, 2, 2)`` and shift ``t`` ``(K, 2)`` (float64), final correlation ``(K,)`` and whether the
+    final patch lies inside image 2 ``(K,)``, of normalised templates ``(K, P)`` against ``stack2`` around ``q2``
+    ``(K, 2)``. Positions are kept in float64, samples and their sums in float32; the 6x6 systems in float64."""
     k = len(q2)
     angles = torch.arange(angle_steps, dtype=torch.float64) * (2 * math.pi / angle_steps)
     turned = torch.einsum("aij,pj->api", _rotations(angles), grid)  # (angles, P, 2)
-    first, _ = _sample(stack2[:, :1], (q2[:, None, None, :] + turned[None]).reshape(k, -1, 2))
+    first = _sample(stack2[:, :1], (q2[:, None, None, :] + turned[None]).reshape(k, -1, 2))
     first, _ = _normalised(first[..., 0].reshape(k * angle_steps, -1), weight)
     ncc = (first.reshape(k, angle_steps, -1) * template[:, None, :] * weight).sum(-1)
-    A = _rotations(angles[ncc.argmax(1)])
+    A = _rotations(angles[ncc.argmax(1)]).contiguous()
     t = torch.zeros(k, 2, dtype=torch.float64)
+    reach = float(grid.abs().max())
+    u, v = grid[:, 0].float(), grid[:, 1].float()
     eye = 1e-6 * torch.eye(6, dtype=torch.float64)
-    for _ in range(iterations):
-        sampled, _ = _sample(stack2, q2[:, None, :] + torch.einsum("kij,pj->kpi", A, grid) + t[:, None, :])
+    active = torch.arange(k)
+    for _ in range(iterations):  # rows whose last step moved the patch by under CONVERGED_PX stop
+        A_a, t_a = A[active], t[active]
+        sampled = _sample(stack2, q2[active, None, :] + torch.einsum("kij,pj->kpi", A_a, grid) + t_a[:, None, :])
         image, norm = _normalised(sampled[..., 0], weight)
         gx, gy = sampled[..., 1], sampled[..., 2]
-        u, v = grid[:, 0], grid[:, 1]
         jac = torch.stack([gx * u, gx * v, gy * u, gy * v, gx, gy], -1)  # d sample / d (A row-major, t)
         jac = (jac - (jac * weight[None, :, None]).sum(1, keepdim=True)) / norm[..., None]
-        hess = torch.einsum("kpi,p,kpj->kij", jac, weight, jac) + eye
-        grad = torch.einsum("kpi,p,kp->ki", jac, weight, image - template)
+        weighted = (jac * weight[None, :, None]).transpose(1, 2)  # (K, 6, P)
+        hess = torch.bmm(weighted, jac).double() + eye
+        grad = torch.bmm(weighted, (image - template[active])[..., None])[..., 0].double()
         step = -torch.linalg.solve(hess, grad)
-        A, t = A + step[:, :4].reshape(-1, 2, 2), t + step[:, 4:]
-    sampled, inside2 = _sample(stack2[:, :1], q2[:, None, :] + torch.einsum("kij,pj->kpi", A, grid) + t[:, None, :])
-    image, _ = _normalised(sampled[..., 0], weight)
-    return A, t, (image * template * weight).sum(1), inside1 & inside2
+        A[active], t[active] = A_a + step[:, :4].reshape(-1, 2, 2), t_a + step[:, 4:]
+        # the largest move of a patch pixel: |dt| + |dA| x the window's half-width
+        moved = step[:, 4:].norm(dim=1) + step[:, :4].abs().amax(1) * reach
+        active = active[~(moved < CONVERGED_PX)]
+        if len(active) == 0:
+            break
+    points = q2[:, None, :] + torch.einsum("kij,pj->kpi", A, grid) + t[:, None, :]
+    image, _ = _normalised(_sample(stack2[:, :1], points)[..., 0], weight)
+    return A, t, (image * template * weight).sum(1), _inside(points, stack2)
 
 
 def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
@@ -127,7 +145,7 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
         scales: the pyramid scales the levels index (``levels`` < ``len(scales)``).
         window: patch half-width (level px). max_shift: the largest accepted move (level px of image 2).
         min_ncc: the weighted normalised correlation an accepted alignment reaches.
-        iterations: Gauss-Newton steps. angle_steps: rotations tried to start from.
+        iterations: the most Gauss-Newton steps (a match stops once a step moves its patch by under ``CONVERGED_PX``). angle_steps: rotations tried to start from.
     Returns: ``xy2`` aligned ``(M, 2)`` (``xy2``'s dtype; rejected matches unchanged) and ``(M,)`` bool accepted.
     """
     if xy1.dim() != 2 or xy1.shape[-1] != 2 or xy1.shape != xy2.shape:
@@ -146,7 +164,7 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
     v, u = torch.meshgrid(steps, steps, indexing="ij")
     grid = torch.stack([u.flatten(), v.flatten()], 1)  # (P, 2) x, y
     weight = torch.exp(-grid.pow(2).sum(1) / (2 * (window / 2.0) ** 2))
-    weight = weight / weight.sum()
+    weight = (weight / weight.sum()).float()
     size1, size2 = tuple(grey1.shape[-2:]), tuple(grey2.shape[-2:])
     stacks1: dict[int, torch.Tensor] = {}
     stacks2: dict[int, torch.Tensor] = {}
@@ -158,9 +176,10 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
             stacks2[b] = _level_stack(grey2, float(scales[b]))
         q1, _ = _to_level(xy1[sel], size1, float(scales[a]))
         q2, factor2 = _to_level(xy2[sel], size2, float(scales[b]))
-        template, inside1 = _sample(stacks1[a][:, :1], q1[:, None, :] + grid[None])
-        template, _ = _normalised(template[..., 0], weight)
-        A, t, ncc, inside = _align_group(template, inside1, stacks2[b], q2, grid, weight, iterations, angle_steps)
+        points1 = q1[:, None, :] + grid[None]
+        template, _ = _normalised(_sample(stacks1[a][:, :1], points1)[..., 0], weight)
+        A, t, ncc, inside2 = _align_group(template, stacks2[b], q2, grid, weight, iterations, angle_steps)
+        inside = _inside(points1, stacks1[a]) & inside2
         stretch = torch.linalg.svdvals(A)
         ok = (inside & (ncc >= min_ncc) & (t.norm(dim=1) <= max_shift) & (stretch[:, 0] <= 2.0) & (stretch[:, 1] >= 0.5)
               & torch.isfinite(t).all(1))
