@@ -145,7 +145,8 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
         scales: the pyramid scales the levels index (``levels`` < ``len(scales)``).
         window: patch half-width (level px). max_shift: the largest accepted move (level px of image 2).
         min_ncc: the weighted normalised correlation an accepted alignment reaches.
-        iterations: the most Gauss-Newton steps (a match stops once a step moves its patch by under ``CONVERGED_PX``). angle_steps: rotations tried to start from.
+        iterations: the most Gauss-Newton steps (a match stops once a step moves its patch by under
+            ``CONVERGED_PX``). angle_steps: rotations tried to start from.
     Returns: ``xy2`` aligned ``(M, 2)`` (``xy2``'s dtype; rejected matches unchanged) and ``(M,)`` bool accepted.
     """
     if xy1.dim() != 2 or xy1.shape[-1] != 2 or xy1.shape != xy2.shape:
