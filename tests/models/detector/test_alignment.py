@@ -139,12 +139,37 @@ def test_module_chains_relocation_then_alignment() -> None:
     assert [type(s) for s in only.steps] == [MatchAlignment] and only.steps[0].scales == [1.0]
     both = tiny_module(describe_scales=[1.0, 0.5]).match_steps("hessian")
     assert [type(s) for s in both.steps] == [MatchRelocation, MatchAlignment]
-    assert both.steps[1].scales == [1.0, 0.5] and both.steps[1].max_shift == 2.0
+    assert both.steps[1].scales == [1.0, 0.5] and both.steps[1].max_shift == 2.0 and both.steps[1].drop
     assert isinstance(both, MatchSteps)
+    assert not tiny_module(align_drop=False).match_steps().steps[0].drop
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_steps_keep_only_aligned_matches_when_told_to_drop(drop: bool) -> None:
+    image1, image2, xy1, true2, xy2 = matches(angle_deg=70.0, zoom=1.0, size2=128)
+    desc = torch.zeros(len(xy1), 4)
+    steps = MatchSteps([MatchAlignment([1.0], drop=drop)])
+    out1, out2, keep = steps(image1, image2, xy1, xy2, desc, desc)
+    assert keep.all() and (out2 - true2).norm(dim=1).max() < 0.1
+    # the same matches into an unrelated picture cannot align (as in test_unrelated_patches_keep_their_points)
+    image1, _, xy1, _, xy2 = matches(angle_deg=0.0, zoom=1.0, size2=128)
+    _, bad2, keep = steps(image1, texture(seed=5), xy1, xy2, desc, desc)
+    assert torch.equal(bad2, xy2) and torch.equal(keep, torch.full((len(xy1),), not drop))
+
+
+def test_evaluation_estimates_from_the_kept_matches_only() -> None:
+    image1, _, xy1, _, xy2 = matches(angle_deg=0.0, zoom=1.0, size2=128)
+    other = texture(seed=5)
+    desc = torch.zeros(len(xy1), 4)
+    for drop, expected in ((True, 0), (False, len(xy1))):
+        module = tiny_module(relocate_px=0.0, align_drop=drop)
+        apply = module.evaluation._relocation(module, "model", image1, other)
+        out1, out2 = apply(xy1, xy2, desc, desc)
+        assert len(out1) == len(out2) == expected
 
 
 @pytest.mark.parametrize("key,value", [("align_px", -1.0), ("align_px", True), ("align_window", 1),
-                                       ("align_window", 2.5), ("align_min_ncc", 1.0)])
+                                       ("align_window", 2.5), ("align_min_ncc", 1.0), ("align_drop", "yes")])
 def test_module_rejects_bad_alignment_settings(key, value) -> None:
     with pytest.raises(ConfigError, match=f"model.{key}"):
         tiny_module(**{key: value})

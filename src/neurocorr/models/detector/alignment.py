@@ -193,18 +193,21 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
 class MatchAlignment(nn.Module):
     """Matches' second points aligned by :func:`align_matches`, for fixed ``scales`` (the descriptor's pyramid,
     ``[1.0]`` for one descriptor per point) and settings. ``forward(image1, image2, xy1, xy2, desc1, desc2)``:
-    descriptors ``(M, L, D)`` give each match's level pair, ``(M, D)`` the single level; returns ``(xy1, xy2)``."""
+    descriptors ``(M, L, D)`` give each match's level pair, ``(M, D)`` the single level; returns ``(xy1, xy2)``.
+    :meth:`align` also returns which matches were aligned; with ``drop`` the others are to be left out of
+    the homography (:class:`MatchSteps` says so in its ``keep``)."""
 
     def __init__(self, scales: Sequence[float] = (1.0,), window: int = 8, max_shift: float = 2.0, min_ncc: float = 0.7,
-                 iterations: int = 15, angle_steps: int = 16) -> None:
+                 iterations: int = 15, angle_steps: int = 16, drop: bool = False) -> None:
         super().__init__()
         _check(window, max_shift, min_ncc, iterations, angle_steps, ConfigError)
         self.scales = [float(s) for s in scales] or [1.0]
         self.window, self.max_shift, self.min_ncc = window, float(max_shift), float(min_ncc)
-        self.iterations, self.angle_steps = iterations, angle_steps
+        self.iterations, self.angle_steps, self.drop = iterations, angle_steps, bool(drop)
 
-    def forward(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
-                desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def align(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
+              desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(xy1, xy2 aligned, aligned (M,) bool)``."""
         if desc1.dim() == 3 and len(desc1):
             if desc1.shape[1] != len(self.scales):
                 raise ValueError(f"descriptors {tuple(desc1.shape)} do not fit the {len(self.scales)} scales {self.scales}")
@@ -212,21 +215,34 @@ class MatchAlignment(nn.Module):
         else:
             levels = torch.zeros(len(xy1), 2, dtype=torch.long)
         scales = self.scales if desc1.dim() == 3 else [1.0]
-        aligned, _ = align_matches(image1, image2, xy1, xy2, levels, scales, self.window, self.max_shift, self.min_ncc,
-                                   self.iterations, self.angle_steps)
-        return xy1.clone(), aligned
+        aligned, ok = align_matches(image1, image2, xy1, xy2, levels, scales, self.window, self.max_shift, self.min_ncc,
+                                    self.iterations, self.angle_steps)
+        return xy1.clone(), aligned, ok
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
+                desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out1, out2, _ = self.align(image1, image2, xy1, xy2, desc1, desc2)
+        return out1, out2
 
 
 class MatchSteps(nn.Module):
     """Match steps applied in order, each ``(image1, image2, xy1, xy2, desc1, desc2) -> (xy1, xy2)``
-    (:class:`~neurocorr.models.detector.relocation.MatchRelocation`, :class:`MatchAlignment`)."""
+    (:class:`~neurocorr.models.detector.relocation.MatchRelocation`, :class:`MatchAlignment`).
+    ``forward`` returns ``(xy1, xy2, keep)``: ``keep`` ``(M,)`` bool, False for a match an alignment with
+    ``drop`` could not align (the homography is estimated from the kept matches)."""
 
     def __init__(self, steps: Sequence[nn.Module]) -> None:
         super().__init__()
         self.steps = nn.ModuleList(steps)
 
     def forward(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
-                desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        keep = torch.ones(len(xy1), dtype=torch.bool)
         for step in self.steps:
-            xy1, xy2 = step(image1, image2, xy1, xy2, desc1, desc2)
-        return xy1, xy2
+            if isinstance(step, MatchAlignment):
+                xy1, xy2, aligned = step.align(image1, image2, xy1, xy2, desc1, desc2)
+                if step.drop:
+                    keep = keep & aligned
+            else:
+                xy1, xy2 = step(image1, image2, xy1, xy2, desc1, desc2)
+        return xy1, xy2, keep

@@ -10,7 +10,8 @@ SIFT, ORB and AKAZE use their own descriptors; the baselines in ``model_descript
 (Harris, Hessian: detectors without a descriptor) are described by this model's descriptor, read
 at their points in the orientation of the model's orientation head; their matches go through the model's
 match steps before the homography as the model's do: relocation (``relocate_px``, ``relocation.py``, each on
-its own detector's response) and alignment by the image patches (``align_px``, ``alignment.py``).
+its own detector's response) and alignment by the image patches (``align_px``, ``alignment.py``; with
+``align_drop`` the matches it cannot align are left out).
 """
 
 from __future__ import annotations
@@ -74,7 +75,12 @@ class DetectorEvaluation:
         if steps is None:
             return None
         first, second = image1.detach().float().cpu(), image2.detach().float().cpu()
-        return lambda xy1, xy2, d1, d2: steps(first, second, xy1, xy2, d1, d2)
+
+        def apply(xy1: torch.Tensor, xy2: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor):
+            out1, out2, keep = steps(first, second, xy1, xy2, d1, d2)
+            return out1[keep], out2[keep]
+
+        return apply
 
     def add_batch(self, module: Any, batch: dict[str, Any]) -> None:
         results, times = [], []

@@ -108,6 +108,8 @@ class DetectorModule(NeurocorrModule):
             their image patches (``alignment.py``: affine Lucas-Kanade on the normalised correlation of
             ``2 align_window + 1`` px patches at the level pair the descriptors matched at), kept where it moves
             at most ``align_px`` level px and the correlation reaches ``align_min_ncc``; 0 = off.
+        align_drop: the matches the alignment cannot align are left out of the homography (a photometric check:
+            most wrong matches fail it).
         match_threshold, homography_top_k, ransac_px, ransac_method, homography_trials, baselines,
         model_descriptor_baselines, figure_pairs, dedupe_px, compare_resamples: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
@@ -131,6 +133,7 @@ class DetectorModule(NeurocorrModule):
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
         relocate_px: float = 1.5, align_px: float = 2.0, align_window: int = 8, align_min_ncc: float = 0.7,
+        align_drop: bool = True,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
         dedupe_px: float = 0.0, compare_resamples: int = 2000, **base: Any,
@@ -211,8 +214,10 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError(f"model.align_window must be an integer half-width >= 2 px, got {align_window!r}")
         if isinstance(align_min_ncc, bool) or not isinstance(align_min_ncc, (int, float)) or not -1 <= align_min_ncc < 1:
             raise ConfigError(f"model.align_min_ncc must be a correlation in [-1, 1), got {align_min_ncc!r}")
-        self.alignment = MatchAlignment(self.describe_scales or [1.0], align_window, align_px, align_min_ncc) \
-            if align_px > 0 else None
+        if not isinstance(align_drop, bool):
+            raise ConfigError(f"model.align_drop must be true or false, got {align_drop!r}")
+        self.alignment = MatchAlignment(self.describe_scales or [1.0], align_window, align_px, align_min_ncc,
+                                        drop=align_drop) if align_px > 0 else None
         if dedupe_px < 0:
             raise ConfigError(f"model.dedupe_px must be >= 0 px (0 = every keypoint counts), got {dedupe_px}")
         if isinstance(compare_resamples, bool) or not isinstance(compare_resamples, int) or compare_resamples < 0:

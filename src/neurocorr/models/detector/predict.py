@@ -11,7 +11,8 @@ estimated from, ``distance``, ``inlier`` ``(M,)`` bool, ``H`` ``(3, 3)`` a -> b,
 ``.json`` (counts and H), ``.png`` (side by side, inliers green); ``pairs.csv`` sums up every pair. With
 ``model.relocate_px`` > 0 and multi-level descriptors, ``xy_a``/``xy_b`` are the keypoints relocated at the
 scale their descriptors matched at (``relocation.py``), and with ``model.align_px`` > 0 each ``xy_b`` is then
-aligned to its ``xy_a`` by the image patches (``alignment.py``), so they may differ from the keypoint files' ``xy``.
+aligned to its ``xy_a`` by the image patches (``alignment.py``), so they may differ from the keypoint files' ``xy``;
+with ``model.align_drop`` the matches it cannot align are left out of ``H`` and are no ``inlier``.
 """
 
 from __future__ import annotations
@@ -48,16 +49,16 @@ def detect_file(ctx: PredictContext, path: Path, grey: bool, max_side: Optional[
 
 
 def relocated(ctx: PredictContext, fa: dict[str, Any], fb: dict[str, Any], xy_a: torch.Tensor, xy_b: torch.Tensor,
-              index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+              index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Matched points in original pixels, relocated and aligned in the network's pixels where the model says so
-    (``match_steps``)."""
+    (``match_steps``), and which of them the homography is estimated from ``(M,)`` bool."""
     steps = ctx.model.match_steps()
     if steps is None:
-        return xy_a, xy_b
+        return xy_a, xy_b, torch.ones(len(xy_a), dtype=torch.bool)
     sa, sb = fa["net_scale"], fb["net_scale"]
-    ra, rb = steps(fa["net_image"].float() / 255.0, fb["net_image"].float() / 255.0,
-                        (xy_a + 0.5) * sa - 0.5, (xy_b + 0.5) * sb - 0.5, fa["desc"][index[:, 0]], fb["desc"][index[:, 1]])
-    return (ra + 0.5) / sa - 0.5, (rb + 0.5) / sb - 0.5
+    ra, rb, keep = steps(fa["net_image"].float() / 255.0, fb["net_image"].float() / 255.0,
+                         (xy_a + 0.5) * sa - 0.5, (xy_b + 0.5) * sb - 0.5, fa["desc"][index[:, 0]], fb["desc"][index[:, 1]])
+    return (ra + 0.5) / sa - 0.5, (rb + 0.5) / sb - 0.5, keep
 
 
 def save_keypoints(ctx: PredictContext, path: Path, found: dict[str, Any]) -> list[Path]:
@@ -76,11 +77,11 @@ def match_pair(ctx: PredictContext, a: Path, b: Path, fa: dict[str, Any], fb: di
                ransac_px: float) -> dict[str, Any]:
     """Mutual nearest neighbours, the RANSAC homography a -> b and its inliers; files written."""
     m = match_mnn(fa["desc"], fb["desc"])
-    xy_a, xy_b = relocated(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
-    H = estimate_homography(xy_a, xy_b, ransac_px, method=ctx.model.evaluation.ransac_method)
+    xy_a, xy_b, keep = relocated(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
+    H = estimate_homography(xy_a[keep], xy_b[keep], ransac_px, method=ctx.model.evaluation.ransac_method)
     inlier = torch.zeros(len(xy_a), dtype=torch.bool)
-    if H is not None:
-        inlier = (warp_points(xy_a, H) - xy_b).norm(dim=-1) < ransac_px
+    if H is not None:  # a match left out of the estimate (alignment failed) is no inlier
+        inlier = keep & ((warp_points(xy_a, H) - xy_b).norm(dim=-1) < ransac_px)
     stem = ctx.output / "matches" / f"{ctx.name(a)}__{ctx.name(b)}"
     arrays = {"index": m.index.numpy(), "xy_a": xy_a.float().numpy(), "xy_b": xy_b.float().numpy(),
               "distance": m.distance.numpy(), "inlier": inlier.numpy(),
