@@ -163,7 +163,7 @@ def test_evaluation_estimates_from_the_kept_matches_only() -> None:
     desc = torch.zeros(len(xy1), 4)
     for drop, expected in ((True, 0), (False, len(xy1))):
         module = tiny_module(relocate_px=0.0, align_drop=drop)
-        apply = module.evaluation._relocation(module, "model", image1, other)
+        apply = module.evaluation._match_steps(module, "model", image1, other)
         out1, out2 = apply(xy1, xy2, desc, desc)
         assert len(out1) == len(out2) == expected
 

@@ -147,13 +147,13 @@ def test_evaluation_relocates_only_methods_described_by_the_model() -> None:
     image = rounded_square()
     module = tiny_module(describe_scales=[1.0, 0.5], baselines=["sift", "harris"], model_descriptor_baselines=["harris"])
     on = module.evaluation
-    assert on._relocation(module, "model", image, image) is not None
-    assert on._relocation(module, "harris", image, image) is not None
-    assert on._relocation(module, "sift", image, image) is None
+    assert on._match_steps(module, "model", image, image) is not None
+    assert on._match_steps(module, "harris", image, image) is not None
+    assert on._match_steps(module, "sift", image, image) is None
     off = tiny_module(describe_scales=[1.0, 0.5], model_descriptor_baselines=["harris"], relocate_px=0.0, align_px=0.0)
     one_level = tiny_module(relocate_px=1.5, align_px=0.0)
-    assert off.evaluation._relocation(off, "model", image, image) is None
-    assert one_level.evaluation._relocation(one_level, "model", image, image) is None
+    assert off.evaluation._match_steps(off, "model", image, image) is None
+    assert one_level.evaluation._match_steps(one_level, "model", image, image) is None
 
 
 @pytest.mark.parametrize("value", [-1.0, "far", True, 200.0])

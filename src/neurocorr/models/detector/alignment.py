@@ -31,6 +31,7 @@ from neurocorr.models.detector.keypoints import level_size
 from neurocorr.models.detector.relocation import as_grey_batch, matched_level_pairs
 from neurocorr.models.detector.torch_model import resize_level
 from neurocorr.ops.filters import gaussian_blur
+from neurocorr.ops.geometry import resize_points
 
 LEVEL_BLUR_PX = 1.0  # both levels smoothed alike: a wider basin for Gauss-Newton, sensor noise damped
 CONVERGED_PX = 1e-3  # a match's Gauss-Newton stops once its step moves no patch pixel by this much
@@ -79,12 +80,6 @@ def _normalised(values: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tenso
     centred = values - (values * weight).sum(1, keepdim=True)
     norm = (centred.pow(2) * weight).sum(1, keepdim=True).clamp_min(1e-12).sqrt()
     return centred / norm, norm
-
-
-def _to_level(xy: torch.Tensor, size: tuple[int, int], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    h, w = level_size(size, scale)
-    factor = torch.tensor([w / size[1], h / size[0]], dtype=torch.float64)
-    return (xy.double() + 0.5) * factor - 0.5, factor
 
 
 def _rotations(angles: torch.Tensor) -> torch.Tensor:
@@ -175,8 +170,9 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
             stacks1[a] = _level_stack(grey1, float(scales[a]))
         if b not in stacks2:
             stacks2[b] = _level_stack(grey2, float(scales[b]))
-        q1, _ = _to_level(xy1[sel], size1, float(scales[a]))
-        q2, factor2 = _to_level(xy2[sel], size2, float(scales[b]))
+        level2 = level_size(size2, float(scales[b]))
+        q1 = resize_points(xy1[sel].double(), size1, level_size(size1, float(scales[a])))
+        q2 = resize_points(xy2[sel].double(), size2, level2)
         points1 = q1[:, None, :] + grid[None]
         template, _ = _normalised(_sample(stacks1[a][:, :1], points1)[..., 0], weight)
         A, t, ncc, inside2 = _align_group(template, stacks2[b], q2, grid, weight, iterations, angle_steps)
@@ -184,7 +180,7 @@ def align_matches(image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor,
         stretch = torch.linalg.svdvals(A)
         ok = (inside & (ncc >= min_ncc) & (t.norm(dim=1) <= max_shift) & (stretch[:, 0] <= 2.0) & (stretch[:, 1] >= 0.5)
               & torch.isfinite(t).all(1))
-        moved = (q2 + t + 0.5) / factor2 - 0.5
+        moved = resize_points(q2 + t, level2, size2)
         out[sel[ok]] = moved[ok].to(out.dtype)
         accepted[sel] = ok
     return out, accepted

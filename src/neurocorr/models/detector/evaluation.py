@@ -66,7 +66,7 @@ class DetectorEvaluation:
     def _model_descriptors(self, module: Any, image: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
         return module.describe(image[None], xy[None].to(image.dtype).to(image.device))[0].cpu()
 
-    def _relocation(self, module: Any, method: str, image1: torch.Tensor, image2: torch.Tensor) -> Optional[Relocate]:
+    def _match_steps(self, module: Any, method: str, image1: torch.Tensor, image2: torch.Tensor) -> Optional[Relocate]:
         """What is done to ``method``'s matches in this pair before the homography, as ``module.match_steps``
         sets it (relocation, alignment; None: nothing, or a method with its own descriptor)."""
         if method != "model" and method not in self.model_descriptor_baselines:
@@ -110,7 +110,7 @@ class DetectorEvaluation:
                 row = evaluate_pair(f1, f2, H, size1, size2, self.eval_settings, self.eval_settings[0][0],
                                     self.match_threshold, self.dedupe_px, self.homography_top_k, self.ransac_px,
                                     self.ransac_method, self.homography_trials,
-                                    self._relocation(module, method, batch["image1"][b], batch["image2"][b]))
+                                    self._match_steps(module, method, batch["image1"][b], batch["image2"][b]))
                 self.rows.append({"method": method, "sequence": sequence, "pair": index, **row, "det_ms": ms[method]})
             self._keep_if_worst(batch, b, feats, H, score1[b], self.rows[-len(feats)][self.headline])
 

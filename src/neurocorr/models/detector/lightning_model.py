@@ -209,7 +209,6 @@ class DetectorModule(NeurocorrModule):
         self.relocate_px = float(relocate_px)
         if isinstance(align_px, bool) or not isinstance(align_px, (int, float)) or not 0 <= align_px < 100:
             raise ConfigError(f"model.align_px must be a number of px in [0, 100) (0 = off), got {align_px!r}")
-        self.align_px = float(align_px)
         if isinstance(align_window, bool) or not isinstance(align_window, int) or align_window < 2:
             raise ConfigError(f"model.align_window must be an integer half-width >= 2 px, got {align_window!r}")
         if isinstance(align_min_ncc, bool) or not isinstance(align_min_ncc, (int, float)) or not -1 <= align_min_ncc < 1:

@@ -24,6 +24,7 @@ from torch import nn
 from neurocorr.errors import ConfigError
 from neurocorr.models.detector.keypoints import level_size
 from neurocorr.models.detector.torch_model import resize_level
+from neurocorr.ops.geometry import resize_points
 from neurocorr.ops.peaks import nms_mask, refine_subpixel
 
 ResponseMap = Callable[[torch.Tensor], torch.Tensor]  # grey image (1, 1, h, w) in [0, 1] -> response (1, 1, h, w)
@@ -68,8 +69,7 @@ def relocate_points(image: torch.Tensor, xy: torch.Tensor, ratio: float, respons
     h, w = level_size((full_h, full_w), ratio)
     resp = response(resize_level(grey, (h, w)))
     peak = nms_mask(resp, 3)[0, 0] & (resp[0, 0] > 0)
-    fx, fy = full_w / w, full_h / h
-    q = torch.stack([(xy[:, 0].double() + 0.5) / fx - 0.5, (xy[:, 1].double() + 0.5) / fy - 0.5], 1)
+    q = resize_points(xy.double(), (full_h, full_w), (h, w))
     reach = int(radius) + 1
     steps = torch.arange(-reach, reach + 1)
     dy, dx = torch.meshgrid(steps, steps, indexing="ij")
@@ -86,7 +86,7 @@ def relocate_points(image: torch.Tensor, xy: torch.Tensor, ratio: float, respons
     out = xy.clone()
     if flat.numel():
         fitted = refine_subpixel(resp.double(), flat[None, None])[0, 0]  # (F, 2) level px
-        back = torch.stack([(fitted[:, 0] + 0.5) * fx - 0.5, (fitted[:, 1] + 0.5) * fy - 0.5], 1)
+        back = resize_points(fitted, (h, w), (full_h, full_w))
         out[found] = back.to(xy.dtype)
     return out
 

@@ -29,7 +29,8 @@ from neurocorr.models.detector.homography import steady_corner_error
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.ops.geometry import covisible, warp_points
 
-# matched (xy1, xy2, desc1, desc2) -> relocated (xy1, xy2): see relocation.py
+# matched (xy1, xy2, desc1, desc2) -> the (xy1, xy2) a homography is estimated from: relocated, aligned and
+# filtered by the model's match steps (relocation.py, alignment.py)
 Relocate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
