@@ -48,7 +48,7 @@ def detect_file(ctx: PredictContext, path: Path, grey: bool, max_side: Optional[
             "desc": desc[0][valid].float().cpu(), "score_map": score[0].cpu()}
 
 
-def relocated(ctx: PredictContext, fa: dict[str, Any], fb: dict[str, Any], xy_a: torch.Tensor, xy_b: torch.Tensor,
+def after_match_steps(ctx: PredictContext, fa: dict[str, Any], fb: dict[str, Any], xy_a: torch.Tensor, xy_b: torch.Tensor,
               index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Matched points in original pixels, relocated and aligned in the network's pixels where the model says so
     (``match_steps``), and which of them the homography is estimated from ``(M,)`` bool."""
@@ -77,7 +77,7 @@ def match_pair(ctx: PredictContext, a: Path, b: Path, fa: dict[str, Any], fb: di
                ransac_px: float) -> dict[str, Any]:
     """Mutual nearest neighbours, the RANSAC homography a -> b and its inliers; files written."""
     m = match_mnn(fa["desc"], fb["desc"])
-    xy_a, xy_b, keep = relocated(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
+    xy_a, xy_b, keep = after_match_steps(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
     H = estimate_homography(xy_a[keep], xy_b[keep], ransac_px, method=ctx.model.evaluation.ransac_method)
     inlier = torch.zeros(len(xy_a), dtype=torch.bool)
     if H is not None:  # a match left out of the estimate (alignment failed) is no inlier
