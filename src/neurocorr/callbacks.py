@@ -7,6 +7,8 @@ from typing import Any, Mapping, Optional
 import pytorch_lightning as pl
 import torch
 
+from neurocorr.errors import ConfigError
+
 
 def _loss_of(outputs: Any) -> torch.Tensor | None:
     if isinstance(outputs, torch.Tensor):
@@ -70,3 +72,51 @@ class OptunaPruning(pl.Callback):
             from neurocorr.errors import TrialPruned
 
             raise TrialPruned(f"pruned after epoch {trainer.current_epoch} ({self.monitor} = {float(value):.4g})")
+
+
+class EpochWeightAverage(pl.Callback):
+    """A uniform average of the weights at the end of every training epoch from ``start_epoch`` (0-based)
+    on, in the manner of stochastic weight averaging without its learning-rate schedule.
+
+    When training ends the module takes the average (floating-point parameters and buffers, BatchNorm
+    statistics included; integer buffers keep their last value) and ``<dirpath>/<filename>`` is written;
+    the train task then tests that file instead of the monitored best checkpoint. The running sum is part
+    of the callback's state, so a resumed run averages the same epochs as an uninterrupted one. Nothing is
+    averaged or written in ``fast_dev_run`` or when no epoch reached ``start_epoch``.
+    """
+
+    def __init__(self, dirpath: str, start_epoch: int = 0, filename: str = "average.ckpt") -> None:
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
+            raise ConfigError(f"callbacks.weight_average.start_epoch must be an epoch index >= 0, got {start_epoch!r}")
+        self.dirpath, self.start_epoch, self.filename = str(dirpath), start_epoch, filename
+        self.count = 0
+        self.sums: dict[str, torch.Tensor] = {}
+        self.path: Optional[str] = None  # the averaged checkpoint, once written
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fast_dev_run or trainer.current_epoch < self.start_epoch:
+            return
+        for name, value in pl_module.state_dict().items():
+            if torch.is_floating_point(value):
+                value = value.detach().to(torch.float64)
+                self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
+        self.count += 1
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.count == 0:
+            return
+        state = pl_module.state_dict()
+        average = {name: (self.sums[name] / self.count).to(value.dtype) if name in self.sums else value
+                   for name, value in state.items()}
+        pl_module.load_state_dict(average)
+        path = f"{self.dirpath.rstrip('/')}/{self.filename}"
+        trainer.save_checkpoint(path, weights_only=False)
+        self.path = path
+        pl_module.print(f"Averaged the weights of {self.count} epochs (from epoch {self.start_epoch}) into {path}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "sums": dict(self.sums)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.count = int(state_dict.get("count", 0))
+        self.sums = dict(state_dict.get("sums", {}))

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
-from neurocorr.callbacks import OptunaPruning, StopOnNonFiniteLoss
+from neurocorr.callbacks import EpochWeightAverage, OptunaPruning, StopOnNonFiniteLoss
 from neurocorr.checkpoints import StoreConfigs, build_model, checked_target, resolve_ckpt_path, run_folder_of, stored_configs
 from neurocorr.errors import ConfigError, NeurocorrError
 from neurocorr.families import family_of
@@ -93,6 +93,8 @@ def train(cfg: DictConfig) -> Optional[float]:
     checkpoints = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
     checkpoint = next((cb for cb in checkpoints if cb.monitor), checkpoints[0] if checkpoints else None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    averaged = next((cb.path for cb in callbacks if isinstance(cb, EpochWeightAverage) and cb.path), None)
+    best = averaged or best  # the weight average, when one was written, is the run's model
     if cfg.get("test", True) and diverged is None:
         if best is None and cfg.get("train", True) and not trainer.fast_dev_run:
             log.warning("no best checkpoint was saved; testing the current weights")
