@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pytorch_lightning as pl
@@ -79,7 +80,8 @@ class EpochWeightAverage(pl.Callback):
     on, in the manner of stochastic weight averaging without its learning-rate schedule.
 
     When training ends the module takes the average (floating-point parameters and buffers, BatchNorm
-    statistics included; integer buffers keep their last value) and ``<dirpath>/<filename>`` is written;
+    statistics included; integer buffers keep their last value) and ``<dirpath>/<filename>`` is written
+    (unless a summed epoch held non-finite weights);
     the train task then tests that file instead of the monitored best checkpoint. The running sum is part
     of the callback's state, so a resumed run averages the same epochs as an uninterrupted one. Nothing is
     averaged or written in ``fast_dev_run`` or when no epoch reached ``start_epoch``.
@@ -105,11 +107,13 @@ class EpochWeightAverage(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.count == 0:
             return
-        state = pl_module.state_dict()
+        if not all(bool(torch.isfinite(total).all()) for total in self.sums.values()):
+            # a diverged epoch: the run fails on its own (StopOnNonFiniteLoss); no non-finite model is written
+            return
         average = {name: (self.sums[name] / self.count).to(value.dtype) if name in self.sums else value
-                   for name, value in state.items()}
+                   for name, value in pl_module.state_dict().items()}
         pl_module.load_state_dict(average)
-        path = f"{self.dirpath.rstrip('/')}/{self.filename}"
+        path = str(Path(self.dirpath) / self.filename)
         trainer.save_checkpoint(path, weights_only=False)
         self.path = path
         pl_module.print(f"Averaged the weights of {self.count} epochs (from epoch {self.start_epoch}) into {path}")

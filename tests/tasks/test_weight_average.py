@@ -62,6 +62,25 @@ def test_no_epoch_reached_means_no_average(make_cfg) -> None:
     assert not (Path(cfg.paths.output_dir) / "checkpoints" / "average.ckpt").exists()
 
 
+def test_non_finite_weights_are_never_written_as_the_average(tmp_path: Path) -> None:
+    class Trainer:  # only what on_train_end may touch
+        saved: list[str] = []
+
+        def save_checkpoint(self, path: str, weights_only: bool = False) -> None:
+            self.saved.append(path)
+
+    module = torch.nn.Linear(2, 1)
+    before = {name: value.clone() for name, value in module.state_dict().items()}
+    average = EpochWeightAverage(str(tmp_path))
+    average.count, average.sums = 1, {"weight": torch.full((1, 2), float("nan"), dtype=torch.float64),
+                                      "bias": torch.zeros(1, dtype=torch.float64)}
+    trainer = Trainer()
+    average.on_train_end(trainer, module)
+    assert trainer.saved == [] and average.path is None
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
 @pytest.mark.parametrize("start", [-1, 1.5, True])
 def test_a_bad_start_epoch_is_one_clear_error(start) -> None:
     with pytest.raises(ConfigError, match="start_epoch"):

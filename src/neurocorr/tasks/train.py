@@ -92,9 +92,9 @@ def train(cfg: DictConfig) -> Optional[float]:
 
     checkpoints = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
     checkpoint = next((cb for cb in checkpoints if cb.monitor), checkpoints[0] if checkpoints else None)
-    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     averaged = next((cb.path for cb in callbacks if isinstance(cb, EpochWeightAverage) and cb.path), None)
-    best = averaged or best  # the weight average, when one was written, is the run's model
+    # the weight average, when one was written, is the run's model
+    best = averaged or (checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None)
     if cfg.get("test", True) and diverged is None:
         if best is None and cfg.get("train", True) and not trainer.fast_dev_run:
             log.warning("no best checkpoint was saved; testing the current weights")
