@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from neurocorr.models.detector.descriptor import PolarDescriptor
 from neurocorr.models.detector import homography
-from neurocorr.models.detector.homography import (corner_error, corners, estimate_homography, homography_auc,
+from neurocorr.models.detector.homography import (corner_error, corners, estimate_homography, floor_corner_error, homography_auc,
                                                   steady_corner_error)
 from neurocorr.models.detector.keypoints import (describe_levels, detect_per_level, detect_pyramid, laplacian_levels,
                                                 run_levels, score_peaks, snap_to_finest)
@@ -240,14 +240,41 @@ def test_steady_corner_error_is_the_median_over_orders_of_the_matches(monkeypatc
         steady_corner_error(xy1, xy2[:5], H, (50, 60))
 
 
+def test_floor_is_the_least_squares_fit_through_the_truly_correct_matches() -> None:
+    H = torch.tensor([[0.9, -0.2, 12.0], [0.25, 1.1, -4.0], [1e-4, -2e-4, 1.0]], dtype=torch.float64)
+    g = torch.Generator().manual_seed(2)
+    xy1 = torch.rand(60, 2, generator=g, dtype=torch.float64) * 100
+    xy2 = warp_points(xy1, H)
+    xy2[:20] += 25.0                                                   # outliers: no estimator could use them
+    assert floor_corner_error(xy1, xy2, H, (100, 120)) < 1e-4
+    # correct matches all displaced the same way: the floor is that displacement (the fit follows them)
+    shifted = warp_points(xy1, H) + torch.tensor([0.6, 0.0], dtype=torch.float64)
+    assert floor_corner_error(xy1, shifted, H, (100, 120)) == pytest.approx(0.6, abs=1e-4)
+    # beyond inlier_px they no longer count: fewer than four left -> no estimate
+    assert floor_corner_error(xy1, shifted, H, (100, 120), inlier_px=0.5) == math.inf
+    assert floor_corner_error(xy1[:3], warp_points(xy1[:3], H), H, (100, 120)) == math.inf
+    # the floor never exceeds what RANSAC gets from the same matches here
+    noisy = warp_points(xy1, H) + torch.randn(60, 2, generator=g, dtype=torch.float64) * 0.3
+    noisy[:20] += 25.0
+    ransac = corner_error(estimate_homography(xy1, noisy), H, (100, 120))
+    assert floor_corner_error(xy1, noisy, H, (100, 120)) <= ransac + 1e-9
+    with pytest.raises(ValueError, match="inlier_px"):
+        floor_corner_error(xy1, xy2, H, (100, 120), inlier_px=0.0)
+    with pytest.raises(ValueError, match="matched points"):
+        floor_corner_error(xy1, xy2[:5], H, (100, 120))
+
+
 def test_auc_of_corner_errors() -> None:
     assert homography_auc([0.0, 0.0], 3.0) == pytest.approx(1.0)
     assert homography_auc([math.inf, math.inf], 3.0) == 0.0
     # one pair at 1 px of two: recall 0.5 from 1 px on -> area 0.5 * (3 - 1) / 3, plus the ramp from 0 to 1 px
     assert homography_auc([1.0, math.inf], 3.0) == pytest.approx((0.5 * 1 / 2 + 0.5 * 2) / 3)
     rows = [{"method": "m", "sequence": "s", "pair": i, "h_err": e} for i, e in enumerate([0.0, 2.0, math.inf])]
-    entry = [e for e in summarise(rows, ("h_auc_3px",)) if e["sequence"] == "average"][0]
+    for row, floor in zip(rows, [0.0, 0.5, 1.0]):
+        row["h_err_floor"] = floor
+    entry = [e for e in summarise(rows, ("h_auc_3px", "h_floor_3px")) if e["sequence"] == "average"][0]
     assert entry["h_auc_3px"] == pytest.approx(homography_auc([0.0, 2.0, math.inf], 3.0))
+    assert entry["h_floor_3px"] == pytest.approx(homography_auc([0.0, 0.5, 1.0], 3.0))
 
 
 def test_subpixel_modes_and_handcrafted_responses_ignore_contrast() -> None:

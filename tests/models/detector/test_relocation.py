@@ -123,6 +123,10 @@ def test_module_equals_function() -> None:
     module = MatchRelocation([1.0, 0.5], harris_map, 1.5)
     torch.testing.assert_close(module(a, b, pa[None], pb[None], d1, d2),
                                relocate_matches(a, b, pa[None], pb[None], d1, d2, [1.0, 0.5], harris_map, 1.5))
+    # as a match step: the same points, and every match kept for the homography
+    out1, out2, keep = module.apply(a, b, pa[None], pb[None], d1, d2)
+    torch.testing.assert_close((out1, out2), module(a, b, pa[None], pb[None], d1, d2))
+    assert keep.dtype == torch.bool and keep.tolist() == [True]
 
 
 def test_evaluate_pair_estimates_the_homography_from_relocated_matches() -> None:

@@ -35,6 +35,19 @@ def test_homography_error_is_estimated_from_the_matches_over_the_given_trials(mo
     monkeypatch.setattr(repeatability_module, "steady_corner_error", fake)
     out = evaluate_pair(kp, kp, EYE, (64, 64), (64, 64), homography_trials=7, ransac_px=2.0, ransac_method="magsac")
     assert out["h_err"] == 1.5 and calls == [(20, 7, 2.0, "magsac")]
+    assert out["h_err_floor"] < 1e-4                                   # the floor is not the estimator's
+
+
+def test_floor_is_taken_over_the_matches_after_the_match_steps() -> None:
+    xy = torch.rand(20, 2, dtype=torch.float64) * 60 + 2
+    kp = {"xy": xy, "score": torch.rand(20), "desc": torch.eye(20)}
+
+    def off_by(px: float):  # a match step that moves every second point by px
+        return lambda xy1, xy2, d1, d2: (xy1, xy2 + torch.tensor([px, 0.0], dtype=xy2.dtype))
+
+    assert evaluate_pair(kp, kp, EYE, (64, 64), (64, 64), relocate=off_by(0.5))["h_err_floor"] == pytest.approx(0.5, abs=1e-4)
+    assert evaluate_pair(kp, kp, EYE, (64, 64), (64, 64), relocate=off_by(1.5))["h_err_floor"] == math.inf
+    assert evaluate_pair(kp, kp, EYE, (64, 64), (64, 64), relocate=off_by(1.5), floor_px=2.0)["h_err_floor"] == pytest.approx(1.5, abs=1e-4)
 
 
 def test_hand_made_case_counts_both_directions() -> None:

@@ -220,12 +220,19 @@ class MatchAlignment(nn.Module):
         out1, out2, _ = self.align(image1, image2, xy1, xy2, desc1, desc2)
         return out1, out2
 
+    def apply(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
+              desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The match-step form (:class:`MatchSteps`): :meth:`align`'s points and ``keep`` ``(M,)`` bool, the
+        aligned matches with ``drop``, else all True."""
+        out1, out2, aligned = self.align(image1, image2, xy1, xy2, desc1, desc2)
+        return out1, out2, aligned if self.drop else torch.ones_like(aligned)
+
 
 class MatchSteps(nn.Module):
-    """Match steps applied in order, each ``(image1, image2, xy1, xy2, desc1, desc2) -> (xy1, xy2)``
-    (:class:`~neurocorr.models.detector.relocation.MatchRelocation`, :class:`MatchAlignment`).
-    ``forward`` returns ``(xy1, xy2, keep)``: ``keep`` ``(M,)`` bool, False for a match an alignment with
-    ``drop`` could not align (the homography is estimated from the kept matches)."""
+    """Match steps applied in order, each a module with ``apply(image1, image2, xy1, xy2, desc1, desc2) ->
+    (xy1, xy2, keep)`` (:class:`~neurocorr.models.detector.relocation.MatchRelocation`, :class:`MatchAlignment`).
+    ``forward`` returns ``(xy1, xy2, keep)``: ``keep`` ``(M,)`` bool, False for a match any step left out (an
+    alignment with ``drop`` that could not align it); the homography is estimated from the kept matches."""
 
     def __init__(self, steps: Sequence[nn.Module]) -> None:
         super().__init__()
@@ -235,10 +242,6 @@ class MatchSteps(nn.Module):
                 desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         keep = torch.ones(len(xy1), dtype=torch.bool)
         for step in self.steps:
-            if isinstance(step, MatchAlignment):
-                xy1, xy2, aligned = step.align(image1, image2, xy1, xy2, desc1, desc2)
-                if step.drop:
-                    keep = keep & aligned
-            else:
-                xy1, xy2 = step(image1, image2, xy1, xy2, desc1, desc2)
+            xy1, xy2, kept = step.apply(image1, image2, xy1, xy2, desc1, desc2)
+            keep = keep & kept
         return xy1, xy2, keep

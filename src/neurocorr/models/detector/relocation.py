@@ -134,3 +134,10 @@ class MatchRelocation(nn.Module):
     def forward(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
                 desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return relocate_matches(image1, image2, xy1, xy2, desc1, desc2, self.scales, self.response, self.radius)
+
+    def apply(self, image1: torch.Tensor, image2: torch.Tensor, xy1: torch.Tensor, xy2: torch.Tensor,
+              desc1: torch.Tensor, desc2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The match-step form (:class:`~neurocorr.models.detector.alignment.MatchSteps`): :meth:`forward`'s
+        points and ``keep`` ``(M,)`` bool, all True (relocation leaves every match in)."""
+        out1, out2 = self(image1, image2, xy1, xy2, desc1, desc2)
+        return out1, out2, torch.ones(len(xy1), dtype=torch.bool)

@@ -15,7 +15,10 @@ Protocol for one pair (image 1, image 2, ``H``: 1 -> 2):
 6. homography corner error: MNN matches of the ``homography_top_k`` best keypoints of each image (with
    ``dedupe_px``, one per location as in step 2) ->
    robust estimate (LO-RANSAC by default) -> mean error of the four corners (``homography.py``),
-   the median over ``homography_trials`` orders of the matches; AUCs are taken over pairs.
+   the median over ``homography_trials`` orders of the matches; AUCs are taken over pairs;
+7. its floor: the corner error of the least-squares homography through those of the same matches that the
+   true homography maps within ``floor_px`` of each other (``homography.floor_corner_error``), what a perfect
+   outlier rejection would give.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torchmetrics import Metric
 
-from neurocorr.models.detector.homography import steady_corner_error
+from neurocorr.models.detector.homography import floor_corner_error, steady_corner_error
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.ops.geometry import covisible, warp_points
 
@@ -99,11 +102,12 @@ def evaluate_pair(
     settings: Sequence[tuple[int, float]] = ((300, 3.0), (60, 1.0)),
     match_top_k: int = 300, match_threshold: float = 3.0, dedupe_px: float = 0.0,
     homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
-    relocate: Optional[Relocate] = None,
+    relocate: Optional[Relocate] = None, floor_px: float = 1.0,
 ) -> dict[str, float]:
     """All figures of one pair. ``kp*``: dicts with ``xy`` (N, 2), ``score`` (N,) and optionally
     ``desc`` (N, D). Keys: ``rep_<k>_<t>px``, ``loc_err_<k>_<t>px``, ``n_kp`` (keypoints of image 1),
-    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate).
+    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate) and
+    ``h_err_floor`` (its floor: the least-squares fit through the matches correct within ``floor_px``).
     ``relocate``: ``(xy1, xy2, desc1, desc2)`` of the matches -> new ``(xy1, xy2)``, applied to the matches
     the homography is estimated from (``relocation.py``); None = the detected points."""
     H = H.double()
@@ -130,6 +134,7 @@ def evaluate_pair(
         if relocate is not None:
             xy1, xy2 = relocate(xy1, xy2, kp1["desc"][i1][pairs[:, 0]], kp2["desc"][i2][pairs[:, 1]])
         out["h_err"] = steady_corner_error(xy1, xy2, H, size1, homography_trials, ransac_px, ransac_method)
+        out["h_err_floor"] = floor_corner_error(xy1, xy2, H, size1, floor_px)
     out["n_kp"] = float(kp1["xy"].shape[0])
     return out
 

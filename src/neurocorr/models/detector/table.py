@@ -11,17 +11,22 @@ from typing import Sequence
 
 from neurocorr.models.detector.homography import homography_auc
 
-METRICS = ("rep_300_3px", "rep_60_1px", "match_acc", "h_auc_1px", "h_auc_3px", "h_auc_5px", "loc_err_300_3px",
-           "n_matches", "n_kp", "det_ms")
-AUC_PX = {"h_auc_1px": 1.0, "h_auc_3px": 3.0, "h_auc_5px": 5.0}
+METRICS = ("rep_300_3px", "rep_60_1px", "match_acc", "h_auc_1px", "h_auc_3px", "h_auc_5px", "h_floor_3px",
+           "loc_err_300_3px", "n_matches", "n_kp", "det_ms")
+# AUC figures: (the per-pair corner error they are taken over, the threshold in px); h_floor_3px is the AUC@3px
+# of the floor (homography.floor_corner_error): what a perfect outlier rejection would reach with the matches
+AUC_PX = {"h_auc_1px": ("h_err", 1.0), "h_auc_3px": ("h_err", 3.0), "h_auc_5px": ("h_err", 5.0),
+          "h_floor_3px": ("h_err_floor", 3.0)}
 
 
 def figure_of(rows: Sequence[dict], metric: str) -> float:
-    """One figure over ``rows`` (one method's per-pair rows): the homography AUC of their ``h_err`` for an
-    ``h_auc_<t>px`` metric, else the mean of ``metric`` without NaNs (NaN when none has it)."""
+    """One figure over ``rows`` (one method's per-pair rows): for a metric of ``AUC_PX`` the homography AUC of
+    their corner errors (``h_err``, or ``h_err_floor``), else the mean of ``metric`` without NaNs (NaN when none
+    has it)."""
     if metric in AUC_PX:
-        errors = [float(r["h_err"]) for r in rows if "h_err" in r]
-        return homography_auc(errors, AUC_PX[metric]) if errors else math.nan
+        key, px = AUC_PX[metric]
+        errors = [float(r[key]) for r in rows if key in r]
+        return homography_auc(errors, px) if errors else math.nan
     values = [float(r[metric]) for r in rows if metric in r and not math.isnan(float(r[metric]))]
     return sum(values) / len(values) if values else math.nan
 
@@ -29,7 +34,7 @@ def figure_of(rows: Sequence[dict], metric: str) -> float:
 def summarise(rows: Sequence[dict], metrics: Sequence[str] = METRICS) -> list[dict]:
     """Mean of each metric per (method, sequence), then per method over all pairs (``sequence``
     ``average``). NaNs (e.g. no repeated point) are left out of the means. ``h_auc_<t>px`` is the
-    homography AUC of the group's corner errors (``h_err``) up to t px."""
+    homography AUC of the group's corner errors (``h_err``) up to t px, ``h_floor_3px`` that of their floors."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["method"], row["sequence"])].append(row)
