@@ -73,6 +73,11 @@ def corner_error(H_est: Optional[torch.Tensor], H_true: torch.Tensor, size: Sequ
     return float(err) if torch.isfinite(err) else math.inf
 
 
+def _check_matches(xy1: torch.Tensor, xy2: torch.Tensor) -> None:
+    if xy1.shape != xy2.shape or xy1.dim() != 2 or xy1.shape[-1] != 2:
+        raise ValueError(f"matched points must be two (M, 2) tensors, got {tuple(xy1.shape)} and {tuple(xy2.shape)}")
+
+
 def steady_corner_error(xy1: torch.Tensor, xy2: torch.Tensor, H_true: torch.Tensor, size: Sequence[int],
                         trials: int = 1, ransac_px: float = 3.0, method: str = "usac", seed: int = 0) -> float:
     """Median over ``trials`` estimates of :func:`corner_error` (px; inf = no estimate), the matches
@@ -81,8 +86,7 @@ def steady_corner_error(xy1: torch.Tensor, xy2: torch.Tensor, H_true: torch.Tens
     estimate of the given order."""
     if trials < 1:
         raise ValueError(f"homography trials must be >= 1, got {trials}")
-    if xy1.shape != xy2.shape or xy1.dim() != 2 or xy1.shape[-1] != 2:
-        raise ValueError(f"matched points must be two (M, 2) tensors, got {tuple(xy1.shape)} and {tuple(xy2.shape)}")
+    _check_matches(xy1, xy2)
     errors = []
     for t in range(trials):
         order = torch.arange(xy1.shape[0]) if t == 0 else torch.randperm(
@@ -98,8 +102,7 @@ def floor_corner_error(xy1: torch.Tensor, xy2: torch.Tensor, H_true: torch.Tenso
     what a perfect outlier rejection would give with these matches (see the module docstring)."""
     if inlier_px <= 0:
         raise ValueError(f"floor inlier_px must be > 0, got {inlier_px}")
-    if xy1.shape != xy2.shape or xy1.dim() != 2 or xy1.shape[-1] != 2:
-        raise ValueError(f"matched points must be two (M, 2) tensors, got {tuple(xy1.shape)} and {tuple(xy2.shape)}")
+    _check_matches(xy1, xy2)
     correct = (warp_points(xy1.double(), H_true.double()) - xy2.double()).norm(dim=-1) < inlier_px
     if int(correct.sum()) < 4:
         return math.inf
