@@ -11,7 +11,9 @@ SIFT, ORB and AKAZE use their own descriptors; the baselines in ``model_descript
 at their points in the orientation of the model's orientation head; their matches go through the model's
 match steps before the homography as the model's do: relocation (``relocate_px``, ``relocation.py``, each on
 its own detector's response) and alignment by the image patches (``align_px``, ``alignment.py``; with
-``align_drop`` the matches it cannot align are left out).
+``align_drop`` the matches it cannot align are left out). With ``guided_px`` > 0 every method, with its own
+descriptor or the model's, has its matches made again under its first homography (``guided.py``) and is scored
+on the second estimate.
 """
 
 from __future__ import annotations
@@ -44,18 +46,20 @@ class DetectorEvaluation:
         figure_pairs: the worst pairs drawn. dedupe_px: see ``repeatability.select_keypoints``.
         compare_resamples: bootstrap draws of the pairs for the model-minus-baseline intervals (0 = the
             differences alone).
+        guided_px: > 0: every method's homography estimated again from its matches made again under the first
+            estimate, within this many px (``guided.py``); 0 = off.
     """
 
     def __init__(self, *, eval_settings: Sequence[tuple[int, float]], match_threshold: float = 3.0,
                  homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
                  baselines: Sequence[str] = (), model_descriptor_baselines: Sequence[str] = (), figure_pairs: int = 3, dedupe_px: float = 0.0,
-                 compare_resamples: int = 2000) -> None:
+                 compare_resamples: int = 2000, guided_px: float = 0.0) -> None:
         self.eval_settings = list(eval_settings)
         self.match_threshold, self.homography_top_k, self.ransac_px = match_threshold, homography_top_k, ransac_px
         self.ransac_method, self.homography_trials = ransac_method, homography_trials
         self.baselines, self.model_descriptor_baselines = list(baselines), set(model_descriptor_baselines)
         self.figure_pairs, self.dedupe_px = figure_pairs, dedupe_px
-        self.compare_resamples = compare_resamples
+        self.compare_resamples, self.guided_px = compare_resamples, guided_px
         self.headline = f"rep_{self.eval_settings[0][0]}_{self.eval_settings[0][1]:g}px"
         self.rows: list[dict] = []
         self.panels: list[dict] = []
@@ -110,7 +114,8 @@ class DetectorEvaluation:
                 row = evaluate_pair(f1, f2, H, size1, size2, self.eval_settings, self.eval_settings[0][0],
                                     self.match_threshold, self.dedupe_px, self.homography_top_k, self.ransac_px,
                                     self.ransac_method, self.homography_trials,
-                                    self._match_steps(module, method, batch["image1"][b], batch["image2"][b]))
+                                    self._match_steps(module, method, batch["image1"][b], batch["image2"][b]),
+                                    guided_px=self.guided_px)
                 self.rows.append({"method": method, "sequence": sequence, "pair": index, **row, "det_ms": ms[method]})
             self._keep_if_worst(batch, b, feats, H, score1[b], self.rows[-len(feats)][self.headline])
 

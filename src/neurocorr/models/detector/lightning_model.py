@@ -110,6 +110,9 @@ class DetectorModule(NeurocorrModule):
             at most ``align_px`` level px and the correlation reaches ``align_min_ncc``; 0 = off.
         align_drop: the matches the alignment cannot align are left out of the homography (a photometric check:
             most wrong matches fail it).
+        guided_px: > 0: the homography is estimated twice, the second time from the matches made again among the
+            pairs the first estimate maps within this many px (``guided.py``; evaluation, for every method alike,
+            and ``predict.py``); 0 = once, from the mutual nearest neighbours.
         match_threshold, homography_top_k, ransac_px, ransac_method, homography_trials, baselines,
         model_descriptor_baselines, figure_pairs, dedupe_px, compare_resamples: see :class:`DetectorEvaluation`.
         **base: optimizer, scheduler, monitor, ... (see NeurocorrModule).
@@ -133,7 +136,7 @@ class DetectorModule(NeurocorrModule):
         eval_settings: Sequence[Sequence[float]] = ((300, 3.0), (60, 1.0)), match_threshold: float = 3.0,
         homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
         relocate_px: float = 1.5, align_px: float = 2.0, align_window: int = 8, align_min_ncc: float = 0.7,
-        align_drop: bool = True,
+        align_drop: bool = True, guided_px: float = 0.0,
         baselines: Sequence[str] = ("sift", "orb", "akaze", "harris", "hessian"),
         model_descriptor_baselines: Sequence[str] = ("harris", "hessian"), figure_pairs: int = 3,
         dedupe_px: float = 0.0, compare_resamples: int = 2000, **base: Any,
@@ -217,6 +220,8 @@ class DetectorModule(NeurocorrModule):
             raise ConfigError(f"model.align_drop must be true or false, got {align_drop!r}")
         self.alignment = MatchAlignment(self.describe_scales or [1.0], align_window, align_px, align_min_ncc,
                                         drop=align_drop) if align_px > 0 else None
+        if isinstance(guided_px, bool) or not isinstance(guided_px, (int, float)) or not 0 <= guided_px < 100:
+            raise ConfigError(f"model.guided_px must be a number of px in [0, 100) (0 = off), got {guided_px!r}")
         if dedupe_px < 0:
             raise ConfigError(f"model.dedupe_px must be >= 0 px (0 = every keypoint counts), got {dedupe_px}")
         if isinstance(compare_resamples, bool) or not isinstance(compare_resamples, int) or compare_resamples < 0:
@@ -230,7 +235,7 @@ class DetectorModule(NeurocorrModule):
         self.evaluation = DetectorEvaluation(
             eval_settings=self.eval_settings, match_threshold=match_threshold, homography_top_k=homography_top_k,
             ransac_px=ransac_px, ransac_method=ransac_method, homography_trials=homography_trials, baselines=baselines, model_descriptor_baselines=model_descriptor_baselines,
-            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples)
+            figure_pairs=figure_pairs, dedupe_px=dedupe_px, compare_resamples=compare_resamples, guided_px=float(guided_px))
 
     def missing_batch_keys(self, keys: Any) -> list[str]:
         """Crops (``image``) or pairs (``image1``, ``image2``, ``H``): what a batch of either lacks."""

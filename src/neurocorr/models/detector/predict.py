@@ -12,7 +12,9 @@ estimated from, ``distance``, ``inlier`` ``(M,)`` bool, ``H`` ``(3, 3)`` a -> b,
 ``model.relocate_px`` > 0 and multi-level descriptors, ``xy_a``/``xy_b`` are the keypoints relocated at the
 scale their descriptors matched at (``relocation.py``), and with ``model.align_px`` > 0 each ``xy_b`` is then
 aligned to its ``xy_a`` by the image patches (``alignment.py``), so they may differ from the keypoint files' ``xy``;
-with ``model.align_drop`` the matches it cannot align are left out of ``H`` and are no ``inlier``.
+with ``model.align_drop`` the matches it cannot align are left out of ``H`` and are no ``inlier``. With
+``model.guided_px`` > 0 the matches are those made again under a first homography (``guided.py``) and ``H`` is
+estimated from them.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from neurocorr.data.detector import limit_size
 from neurocorr.data.formats.image import read_image
 from neurocorr.files import write_atomic, write_json
 from neurocorr.models.detector.figures import plot_matches, plot_score_maps
+from neurocorr.models.detector.guided import guided_matches
 from neurocorr.models.detector.homography import estimate_homography
-from neurocorr.models.detector.matching import match_mnn
+from neurocorr.models.detector.matching import Matches, match_mnn
 from neurocorr.ops.geometry import warp_points
 from neurocorr.tasks.predict import PredictContext, write_csv
 from neurocorr.viz.artifacts import save_figure
@@ -73,12 +76,28 @@ def save_keypoints(ctx: PredictContext, path: Path, found: dict[str, Any]) -> li
     return [npz, save_figure(fig, folder / f"{name}.png")]
 
 
+def matches_and_homography(ctx: PredictContext, fa: dict[str, Any], fb: dict[str, Any], ransac_px: float
+                           ) -> tuple[Matches, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Matches, their points ``xy_a``, ``xy_b`` ``(M, 2)`` after the match steps, which of them the homography is
+    estimated from ``(M,)`` bool, and that homography a -> b (None when none was found): from the mutual nearest
+    neighbours, then, with the model's ``guided_px`` > 0, again from the matches made under the first estimate."""
+    method, guided_px = ctx.model.evaluation.ransac_method, ctx.model.evaluation.guided_px
+
+    def estimate(m: Matches):
+        xy_a, xy_b, keep = after_match_steps(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
+        return m, xy_a, xy_b, keep, estimate_homography(xy_a[keep], xy_b[keep], ransac_px, method=method)
+
+    first = estimate(match_mnn(fa["desc"], fb["desc"]))
+    if guided_px <= 0 or first[-1] is None:
+        return first
+    # in original pixels, as the keypoint files' xy and the first estimate
+    return estimate(guided_matches(fa["xy"], fb["xy"], fa["desc"], fb["desc"], first[-1], guided_px))
+
+
 def match_pair(ctx: PredictContext, a: Path, b: Path, fa: dict[str, Any], fb: dict[str, Any],
                ransac_px: float) -> dict[str, Any]:
-    """Mutual nearest neighbours, the RANSAC homography a -> b and its inliers; files written."""
-    m = match_mnn(fa["desc"], fb["desc"])
-    xy_a, xy_b, keep = after_match_steps(ctx, fa, fb, fa["xy"][m.index[:, 0]], fb["xy"][m.index[:, 1]], m.index)
-    H = estimate_homography(xy_a[keep], xy_b[keep], ransac_px, method=ctx.model.evaluation.ransac_method)
+    """Matches, the RANSAC homography a -> b and its inliers (:func:`matches_and_homography`); files written."""
+    m, xy_a, xy_b, keep, H = matches_and_homography(ctx, fa, fb, ransac_px)
     inlier = torch.zeros(len(xy_a), dtype=torch.bool)
     if H is not None:  # a match left out of the estimate (alignment failed) is no inlier
         inlier = keep & ((warp_points(xy_a, H) - xy_b).norm(dim=-1) < ransac_px)

@@ -13,9 +13,10 @@ Protocol for one pair (image 1, image 2, ``H``: 1 -> 2):
 5. matching accuracy = share of mutual-nearest-neighbour descriptor matches whose reprojection
    error is under ``match_threshold`` px;
 6. homography corner error: MNN matches of the ``homography_top_k`` best keypoints of each image (with
-   ``dedupe_px``, one per location as in step 2) ->
-   robust estimate (LO-RANSAC by default) -> mean error of the four corners (``homography.py``),
-   the median over ``homography_trials`` orders of the matches; AUCs are taken over pairs;
+   ``dedupe_px``, one per location as in step 2) -> with ``guided_px`` > 0 a first robust estimate and the
+   matches made again under it (``guided.py``) -> robust estimate (LO-RANSAC by default) -> mean error of the
+   four corners (``homography.py``), the median over ``homography_trials`` orders of the matches; AUCs are taken
+   over pairs;
 7. its floor: the corner error of the least-squares homography through those of the same matches that the
    true homography maps within ``floor_px`` of each other (``homography.floor_corner_error``), what a perfect
    outlier rejection would give.
@@ -28,7 +29,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from torchmetrics import Metric
 
-from neurocorr.models.detector.homography import floor_corner_error, steady_corner_error
+from neurocorr.models.detector.guided import guided_matches
+from neurocorr.models.detector.homography import estimate_homography, floor_corner_error, steady_corner_error
 from neurocorr.models.detector.matching import match_mnn
 from neurocorr.ops.geometry import covisible, warp_points
 
@@ -96,20 +98,33 @@ def matching_accuracy(xy1: torch.Tensor, desc1: torch.Tensor, xy2: torch.Tensor,
             "matches": m.index, "correct": correct}
 
 
+def _matched_points(xy1: torch.Tensor, xy2: torch.Tensor, desc1: torch.Tensor, desc2: torch.Tensor,
+                    pairs: torch.Tensor, relocate: Optional[Relocate]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points ``(M, 2)`` of matches ``pairs`` ``(M, 2)`` (rows of ``xy1``/``desc1`` and ``xy2``/``desc2``),
+    through ``relocate`` when given."""
+    m1, m2 = xy1[pairs[:, 0]], xy2[pairs[:, 1]]
+    if relocate is None:
+        return m1, m2
+    return relocate(m1, m2, desc1[pairs[:, 0]], desc2[pairs[:, 1]])
+
+
 def evaluate_pair(
     kp1: dict[str, torch.Tensor], kp2: dict[str, torch.Tensor], H: torch.Tensor,
     size1: Sequence[int], size2: Sequence[int],
     settings: Sequence[tuple[int, float]] = ((300, 3.0), (60, 1.0)),
     match_top_k: int = 300, match_threshold: float = 3.0, dedupe_px: float = 0.0,
     homography_top_k: int = 1000, ransac_px: float = 3.0, ransac_method: str = "usac", homography_trials: int = 1,
-    relocate: Optional[Relocate] = None, floor_px: float = 1.0,
+    relocate: Optional[Relocate] = None, floor_px: float = 1.0, guided_px: float = 0.0,
 ) -> dict[str, float]:
     """All figures of one pair. ``kp*``: dicts with ``xy`` (N, 2), ``score`` (N,) and optionally
     ``desc`` (N, D). Keys: ``rep_<k>_<t>px``, ``loc_err_<k>_<t>px``, ``n_kp`` (keypoints of image 1),
-    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate) and
-    ``h_err_floor`` (its floor: the least-squares fit through the matches correct within ``floor_px``).
+    and with descriptors ``match_acc``, ``n_matches``, ``h_err`` (corner error, px; inf = no estimate),
+    ``h_err_floor`` (its floor: the least-squares fit through the matches correct within ``floor_px``) and
+    ``n_h_matches`` (the matches the homography is estimated from).
     ``relocate``: ``(xy1, xy2, desc1, desc2)`` of the matches -> new ``(xy1, xy2)``, applied to the matches
-    the homography is estimated from (``relocation.py``); None = the detected points."""
+    the homography is estimated from (``relocation.py``); None = the detected points. ``guided_px`` > 0: a first
+    estimate from those matches, then the matches made again among the pairs it maps within ``guided_px`` px
+    (``guided.py``), relocated alike, for the estimate that is scored; 0 = off."""
     H = H.double()
     H_inv = torch.linalg.inv(H)
     out: dict[str, float] = {}
@@ -129,10 +144,15 @@ def evaluate_pair(
         # the best keypoints of each whole image: no ground truth decides which points take part
         i1 = strongest(kp1["xy"], kp1["score"], homography_top_k, dedupe_px)
         i2 = strongest(kp2["xy"], kp2["score"], homography_top_k, dedupe_px)
-        pairs = match_mnn(kp1["desc"][i1].float(), kp2["desc"][i2].float()).index
-        xy1, xy2 = kp1["xy"][i1][pairs[:, 0]], kp2["xy"][i2][pairs[:, 1]]
-        if relocate is not None:
-            xy1, xy2 = relocate(xy1, xy2, kp1["desc"][i1][pairs[:, 0]], kp2["desc"][i2][pairs[:, 1]])
+        a1, a2, b1, b2 = kp1["xy"][i1], kp2["xy"][i2], kp1["desc"][i1], kp2["desc"][i2]
+        pairs = match_mnn(b1.float(), b2.float()).index
+        xy1, xy2 = _matched_points(a1, a2, b1, b2, pairs, relocate)
+        if guided_px > 0:
+            first = estimate_homography(xy1, xy2, ransac_px, 0, ransac_method)
+            if first is not None:
+                pairs = guided_matches(a1, a2, b1, b2, first, guided_px).index
+                xy1, xy2 = _matched_points(a1, a2, b1, b2, pairs, relocate)
+        out["n_h_matches"] = float(xy1.shape[0])
         out["h_err"] = steady_corner_error(xy1, xy2, H, size1, homography_trials, ransac_px, ransac_method)
         out["h_err_floor"] = floor_corner_error(xy1, xy2, H, size1, floor_px)
     out["n_kp"] = float(kp1["xy"].shape[0])
