@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neurocorr.models.detector.matching import Matches
+from neurocorr.models.detector.matching import Matches, mutual_nearest
 from neurocorr.ops.geometry import warp_points
 
 
@@ -34,6 +34,10 @@ def _check(xy1: torch.Tensor, xy2: torch.Tensor, desc1: torch.Tensor, desc2: tor
                          f"{tuple(desc2.shape[1:])}")
     if H.shape != (3, 3):
         raise ValueError(f"guided matching expects a homography (3, 3), got {tuple(H.shape)}")
+    _check_radius(radius)
+
+
+def _check_radius(radius: float) -> None:
     if not radius > 0:
         raise ValueError(f"guided matching radius must be > 0 px, got {radius!r}")
 
@@ -67,14 +71,9 @@ def guided_matches(xy1: torch.Tensor, xy2: torch.Tensor, desc1: torch.Tensor, de
     i, j = near.nonzero(as_tuple=True)
     if i.numel() == 0:
         return empty
-    dist = torch.full(near.shape, float("inf"))
+    dist = torch.full(near.shape, float("inf"))  # inf: pairs too far apart to match
     dist[i, j] = pair_distance(desc1[i], desc2[j])
-    nn12, nn21 = dist.argmin(1), dist.argmin(0)
-    rows = torch.arange(dist.shape[0])
-    best = dist[rows, nn12]
-    keep = (nn21[nn12] == rows) & torch.isfinite(best)
-    order = best[keep].argsort()
-    return Matches(torch.stack([rows[keep], nn12[keep]], 1)[order], best[keep][order])
+    return mutual_nearest(dist)
 
 
 class GuidedMatching(nn.Module):
@@ -82,8 +81,7 @@ class GuidedMatching(nn.Module):
 
     def __init__(self, radius: float = 1.5) -> None:
         super().__init__()
-        if not radius > 0:
-            raise ValueError(f"guided matching radius must be > 0 px, got {radius!r}")
+        _check_radius(radius)
         self.radius = float(radius)
 
     def forward(self, xy1: torch.Tensor, xy2: torch.Tensor, desc1: torch.Tensor, desc2: torch.Tensor,

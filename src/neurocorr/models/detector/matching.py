@@ -61,6 +61,14 @@ def match_mnn(
         dist = dist.masked_fill(~valid1.bool()[:, None], big)
     if valid2 is not None:
         dist = dist.masked_fill(~valid2.bool()[None, :], big)
+    return mutual_nearest(dist, ratio)
+
+
+def mutual_nearest(dist: torch.Tensor, ratio: Optional[float] = None) -> Matches:
+    """Mutual nearest neighbours of a distance matrix ``dist`` ``(N, M)``; entries at the dtype's largest value
+    or inf are pairs that may not match. ``ratio``: Lowe's test in both directions (None = off). Returns the
+    matches sorted by distance."""
+    big = torch.finfo(dist.dtype).max
     nn12 = dist.argmin(1)
     nn21 = dist.argmin(0)
     rows = torch.arange(dist.shape[0], device=dist.device)
